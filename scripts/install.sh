@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install everything paretopo needs on a fresh machine into ./.venv (idempotent).
+#   bash scripts/install.sh          # library, services and test tools
+# System packages (Debian): headless Chromium + driver for the archive page's browser test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing chromium and chromium-driver (browser tests)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "WARNING: chromium/chromedriver missing and apt-get unavailable: browser tests will skip" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+echo "==> installing Python packages"
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
+# torch first and pinned: 2.13.0 is the local CPU build; anything else pulls CUDA wheels.
+.venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v 'is ignored' || true
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -vE 'is ignored|^\s*$|!!|WheelFile|strategy' || true
+.venv/bin/python -c "import paretopo, torch; print('==> paretopo', paretopo.__version__, '| torch', torch.__version__)"
