@@ -1,0 +1,202 @@
+"""Objective functions: tool-use efficiency (Eq. 4) and answer checking for r_acc.
+
+``algorithm.md``, "Objectives". Each function scores one trajectory or a batch and returns
+one objective column; the learner stacks the columns into the ``(B, G, M)`` reward matrix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from math_verify import parse, verify
+
+__all__ = [
+    "exact_match",
+    "extract_answer",
+    "math_equal",
+    "normalize_answer",
+    "tool_efficiency",
+]
+
+# Longer answers are not graded: sympy has no bound on the work a hostile expression costs,
+# and outside the main thread math-verify cannot interrupt it (its timeout is SIGALRM).
+MAX_MATH_ANSWER_CHARS = 1000
+_MATH_TIMEOUT_S = 5
+
+
+def tool_efficiency(m: Any, n: Any, c: float = 1.0) -> Any:
+    """Tool-use efficiency r_tool (Eq. 4, the OTC-GRPO reward).
+
+    ``f(m, n) = m`` if ``n = 0`` else ``2mn / (m + n)``;
+    ``r_tool = cos(mπ / (2m + c))`` if ``n = 0`` (1 at m = 0) else ``sin(f·π / (2n))``.
+
+    Parameters
+    ----------
+    m : tensor, array or number, shape broadcastable with ``n``
+        Tool calls made (>= 0).
+    n : tensor, array or number
+        n*(q), the optimal-call estimate; ``n < 0`` means unknown and gives r_tool = 0
+        (choice in ``algorithm.md``: no efficiency signal before a known solution).
+    c : float
+        Smoothing constant, > 0.
+
+    Returns
+    -------
+    torch.Tensor if ``m`` or ``n`` is a tensor (floating dtype of the inputs, else the
+    default dtype), a float for two numbers, else an ``np.ndarray``. Values in [0, 1].
+
+    Examples
+    --------
+    >>> round(tool_efficiency(1, 2), 6), tool_efficiency(2, 2), tool_efficiency(3, -1)
+    (0.866025, 1.0, 0.0)
+    >>> tool_efficiency(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]))
+    tensor([1.0000, 0.5000, 0.3090])
+    """
+    if not c > 0:
+        raise ValueError(f"c must be > 0, got {c}")
+    as_tensor = isinstance(m, torch.Tensor) or isinstance(n, torch.Tensor)
+    dtypes = [x.dtype for x in (m, n) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    out_dtype = dtypes[0] if dtypes else torch.get_default_dtype()
+    mt = torch.as_tensor(m, dtype=torch.float64)
+    nt = torch.as_tensor(n, dtype=torch.float64, device=mt.device)
+    if bool((mt < 0).any()) or not bool(torch.isfinite(mt).all()):
+        raise ValueError("m (tool calls) must be finite and >= 0")
+    known, zero = nt > 0, nt == 0
+    safe_n = torch.where(known, nt, torch.ones_like(nt))
+    f = 2 * mt * safe_n / (mt + safe_n)
+    solved_with_tools = torch.sin(f * math.pi / (2 * safe_n))
+    solved_without = torch.cos(mt * math.pi / (2 * mt + c))
+    r = torch.where(known, solved_with_tools, torch.where(zero, solved_without, 0.0))
+    # sin/cos of arguments at the ends of [0, π] can round a hair below 0.
+    r = r.clamp(0.0, 1.0)
+    if as_tensor:
+        return r.to(out_dtype)
+    if r.ndim == 0:
+        return float(r)
+    return r.numpy()
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD normalisation: lower-case, drop punctuation and articles, collapse white space.
+
+    Examples
+    --------
+    >>> normalize_answer("  The  Eiffel-Tower! ")
+    'eiffeltower'
+    """
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str | None, golds: str | Sequence[str]) -> float:
+    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0.
+
+    Examples
+    --------
+    >>> exact_match("the Beatles", ["Beatles", "The Fab Four"]), exact_match(None, "x")
+    (1.0, 0.0)
+    """
+    if prediction is None:
+        return 0.0
+    gold_list = [golds] if isinstance(golds, str) else list(golds)
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(g) for g in gold_list))
+
+
+def _gold_text(gold: Any) -> str:
+    # AMC-style golds arrive as floats (27.0); an integral float is written as the integer.
+    if isinstance(gold, float | np.floating) and float(gold).is_integer():
+        return str(int(gold))
+    return str(gold)
+
+
+def _parse(text: str, timeout: int | None) -> list[Any]:
+    parsed = parse(text, parsing_timeout=timeout)
+    if not parsed and "$" not in text and "\\boxed" not in text:
+        # Bare LaTeX such as \sqrt{2} is only recognised inside math delimiters.
+        parsed = parse(f"${text}$", parsing_timeout=timeout)
+    return parsed
+
+
+def math_equal(prediction: str | None, gold: Any) -> bool:
+    """Whether ``prediction`` is mathematically equivalent to ``gold`` (math-verify).
+
+    The gold answer is parsed first and passed first (``verify`` is asymmetric). Never
+    raises: unparsable or over-long input (> ``MAX_MATH_ANSWER_CHARS``) is simply wrong.
+    Works from any thread: math-verify's SIGALRM timeouts are used only in the main thread.
+
+    Examples
+    --------
+    >>> math_equal("$\\\\frac{1}{2}$", "0.5"), math_equal("27", 27.0), math_equal("#@!", "3")
+    (True, True, False)
+    """
+    if prediction is None:
+        return False
+    gold_str = _gold_text(gold)
+    if len(prediction) > MAX_MATH_ANSWER_CHARS or len(gold_str) > MAX_MATH_ANSWER_CHARS:
+        return False
+    timeout = _MATH_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    try:
+        gold_parsed = _parse(gold_str, timeout)
+        pred_parsed = _parse(prediction, timeout)
+        if not gold_parsed or not pred_parsed:
+            return False
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
+    except Exception:
+        # Any failure inside the grader (sympy, timeouts) means the answer is not verified.
+        return False
+
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def _last_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        depth = 0
+        for i in range(start + len("\\boxed"), len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start + len("\\boxed{") : i]
+        # Unbalanced braces: try the previous \boxed.
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def extract_answer(text: str, allow_boxed: bool = False) -> str | None:
+    """The last ``<answer>…</answer>`` span, stripped; ``None`` when there is none.
+
+    Parameters
+    ----------
+    text : str
+    allow_boxed : bool
+        Without an answer span, fall back to the content of the last ``\\boxed{…}`` with
+        balanced braces (math tasks).
+
+    Returns
+    -------
+    str or None
+        An empty span counts as no answer.
+
+    Examples
+    --------
+    >>> extract_answer("<answer>1</answer> then <answer> 2 </answer>")
+    '2'
+    >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}", allow_boxed=True)
+    '\\\\frac{1}{2}'
+    """
+    spans = _ANSWER.findall(text)
+    answer = spans[-1].strip() if spans else None
+    if answer is None and allow_boxed:
+        boxed = _last_boxed(text)
+        answer = boxed.strip() if boxed is not None else None
+    return answer or None
