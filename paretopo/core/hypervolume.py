@@ -2,7 +2,8 @@
 
 The hypervolume itself is moocore's exact dimension-sweep algorithm (Fonseca, Paquete,
 López-Ibáñez 2006), as ``algorithm.md`` asks. The contribution and the gradient are built on
-it; :func:`hv_gradient` has a closed form in 2-D and uses forward differences above.
+it; :func:`hv_gradient` is exact in every dimension (slices of lower-dimensional
+contributions), with forward differences available as a cross-check.
 """
 
 from __future__ import annotations
@@ -116,17 +117,18 @@ def hv_contribution(
     return max(0.0, hypervolume(with_y, ref_arr) - hypervolume(pts, ref_arr))
 
 
-def _gradient_2d(pts: np.ndarray, y: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    grad = np.zeros(2)
-    for i, j in ((0, 1), (1, 0)):
-        # Moving y_i right by dt adds the strip [y_i, y_i + dt] x [cover, y_j], where cover is
-        # the highest objective j among points that already cover x_i just right of y_i.
-        # Below the reference in objective i the strip still lies outside the box: no gain.
+def _slice_gradient(pts: np.ndarray, y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    grad = np.zeros(y.size)
+    for i in range(y.size):
+        # Moving y_i up by dt adds the slab [y_i, y_i + dt] x (y's box face minus what the
+        # archive points beyond y_i already cover): dt times the (M-1)-D contribution of
+        # y_{-i} to those points. Below the reference in objective i the slab lies outside
+        # the reference box: no gain.
         if y[i] < ref[i]:
             continue
-        covering = pts[pts[:, i] > y[i], j]
-        cover = max(ref[j], covering.max()) if covering.size else ref[j]
-        grad[i] = max(0.0, y[j] - cover)
+        rest = np.arange(y.size) != i
+        beyond = pts[pts[:, i] > y[i]][:, rest]
+        grad[i] = hv_contribution(beyond, y[rest], ref[rest])
     return grad
 
 
@@ -135,13 +137,16 @@ def hv_gradient(
     y: Sequence[float] | np.ndarray,
     ref: Sequence[float] | np.ndarray,
     *,
-    step: float = 1e-4,
+    step: float | None = None,
 ) -> np.ndarray:
     """Gradient of ``HV(P ∪ {y})`` with respect to ``y`` (Stage 1, step 4; maximisation).
 
     The hypervolume is piecewise linear in each coordinate of ``y``; this returns the
-    one-sided (increasing ``y_i``) derivative, floored at 0: the hypervolume gained per unit
-    of improvement in each objective.
+    one-sided (increasing ``y_i``) derivative, >= 0: the hypervolume gained per unit of
+    improvement in each objective. It is exact in every dimension: ``g_i`` is the
+    (M−1)-D hypervolume contribution of ``y`` without objective i to the archive points
+    beyond ``y_i`` (without objective i). In 2-D this is the closed form of ``algorithm.md``:
+    ``g_1 = y_2 − max({a_2 : a_1 > y_1} ∪ {z_2})``, floored at 0, likewise ``g_2``.
 
     Parameters
     ----------
@@ -149,9 +154,9 @@ def hv_gradient(
         The archive P; K may be 0.
     y : array of shape (M,)
     ref : array of shape (M,)
-    step : float
-        Forward-difference step, used only for M > 2 (M = 2 uses the closed form of
-        ``algorithm.md``: ``g_1 = y_2 − max({a_2 : a_1 > y_1} ∪ {z_2})``, likewise ``g_2``).
+    step : float, optional
+        When given, use forward differences with this step instead of the exact slices
+        (kept to cross-check the exact form).
 
     Returns
     -------
@@ -162,15 +167,19 @@ def hv_gradient(
     --------
     >>> hv_gradient([[1.0, 0.25]], [0.5, 0.75], ref=[0.0, 0.0])
     array([0.5, 0.5])
+    >>> hv_gradient(np.zeros((0, 3)), [0.5, 0.5, 0.5], ref=[0.0, 0.0, 0.0])
+    array([0.25, 0.25, 0.25])
     """
     ref_arr = np.asarray(ref, dtype=np.float64)
     pts = _points(archive, ref_arr.size)
     m = pts.shape[1]
     y_arr, ref_arr = _vector(y, "y", m), _vector(ref_arr, "ref", m)
+    if m < 2:
+        raise ValueError(f"hv_gradient needs M >= 2 objectives, got {m}")
+    if step is None:
+        return _slice_gradient(pts, y_arr, ref_arr)
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step}")
-    if m == 2:
-        return _gradient_2d(pts, y_arr, ref_arr)
     base = hypervolume(np.vstack([pts, y_arr]), ref_arr)
     grad = np.zeros(m)
     for i in range(m):
