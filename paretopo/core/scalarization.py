@@ -161,7 +161,9 @@ def clip_simplex(weights: Sequence[float], floor: float) -> tuple[float, ...]:
         raise ValueError(f"weights must be a non-empty finite 1-D sequence, got {weights!r}")
     if not (floor >= 0 and m * floor <= 1 + 1e-12):
         raise ValueError(f"floor must satisfy 0 <= floor and M*floor <= 1, got {floor} (M={m})")
-    mass = max(0.0, 1.0 - m * floor)
+    mass = 1.0 - m * floor
+    if mass <= 0:
+        return (float(floor),) * m  # M·floor = 1: the set is a single point.
     v = w - floor
     u = np.sort(v)[::-1]
     cumulative = np.cumsum(u) - mass
