@@ -63,9 +63,9 @@ class ExecuteRequest(_message.Message):
     __slots__ = ("code", "limits")
     CODE_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
-    code: str
+    code: bytes
     limits: ExecLimits
-    def __init__(self, code: _Optional[str] = ..., limits: _Optional[_Union[ExecLimits, _Mapping]] = ...) -> None: ...
+    def __init__(self, code: _Optional[bytes] = ..., limits: _Optional[_Union[ExecLimits, _Mapping]] = ...) -> None: ...
 
 class ExecuteBatchRequest(_message.Message):
     __slots__ = ("snippets",)

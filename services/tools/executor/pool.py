@@ -1,0 +1,197 @@
+"""A warm pool of sandboxed zygote workers, with respawn of any worker a snippet kills.
+
+Each worker is one long-lived sandbox (see `sandbox.py`) running `zygote.py`; a call is one
+JSON frame out and one back over its stdin/stdout. Calls wait in a queue while every worker is
+busy. A worker that dies, answers garbage, or overruns its call's wall time by more than a
+grace period is killed (its whole process group: the sandbox dies with it) and replaced in
+the background; the call gets a WORKER_CRASHED result instead of an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import struct
+
+from services.tools.executor.sandbox import SandboxPlan, worker_command
+
+log = logging.getLogger(__name__)
+
+FRAME_LIMIT = 256 * 1024 * 1024
+
+
+class WorkerDied(Exception):
+    """The worker is gone or unusable; the message says what happened."""
+
+
+class Worker:
+    """One sandboxed zygote process and the pipe protocol to it."""
+
+    def __init__(self, plan: SandboxPlan, index: int) -> None:
+        self.plan = plan
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.info: dict = {}
+        self.calls = 0
+        self._scratch: str | None = None
+        self._drop_uid: int | None = None
+        self._stderr_task: asyncio.Task | None = None
+
+    async def start(self, timeout_s: float) -> None:
+        cmd = worker_command(self.plan, self.index)
+        self._scratch, self._drop_uid = cmd.scratch_host_dir, cmd.drop_uid
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=cmd.env, cwd=cmd.cwd,
+            start_new_session=True, limit=FRAME_LIMIT)
+        self._stderr_task = asyncio.create_task(self._log_stderr(self.proc.stderr))
+        try:
+            self.info = await asyncio.wait_for(self._recv(), timeout_s)
+        except (TimeoutError, WorkerDied) as err:
+            await self.kill()
+            raise WorkerDied(f"worker {self.index} did not start: {err}") from err
+        if not self.info.get("ready"):
+            await self.kill()
+            raise WorkerDied(f"worker {self.index} sent {self.info!r} instead of ready")
+
+    async def _log_stderr(self, stream: asyncio.StreamReader) -> None:
+        # The zygote's own stderr (not the snippets'): surface it in the service log.
+        while line := await stream.readline():
+            log.warning("executor worker %d: %s", self.index, line.decode(errors="replace")
+                        .rstrip()[:500])
+
+    async def _recv(self) -> dict:
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            head = await self.proc.stdout.readexactly(4)
+            body = await self.proc.stdout.readexactly(struct.unpack(">I", head)[0])
+        except (asyncio.IncompleteReadError, ConnectionError) as err:
+            raise WorkerDied(f"worker {self.index} exited ({self.proc.returncode})") from err
+        try:
+            return json.loads(body)
+        except ValueError as err:
+            raise WorkerDied(f"worker {self.index} sent a malformed frame") from err
+
+    async def call(self, request: dict, timeout_s: float) -> dict:
+        """Send one call; the zygote's raw result dict. Raises WorkerDied."""
+        assert self.proc is not None and self.proc.stdin is not None
+        body = json.dumps(request).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+            await self.proc.stdin.drain()
+            reply = await asyncio.wait_for(self._recv(), timeout_s)
+        except (ConnectionError, BrokenPipeError) as err:
+            raise WorkerDied(f"worker {self.index} pipe closed") from err
+        except TimeoutError as err:
+            raise WorkerDied(f"worker {self.index} did not answer in {timeout_s:.1f}s") from err
+        if "fatal" in reply:
+            raise WorkerDied(f"worker {self.index} failed: {reply['fatal'][-300:]}")
+        self.calls += 1
+        return reply
+
+    async def kill(self) -> None:
+        """SIGKILL the worker's process group (bwrap, and with it the whole sandbox)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        if self._drop_uid is not None and self._scratch is not None:
+            # Fallback mechanism only: no PID namespace ends the stragglers for us.
+            kill_uid(self._drop_uid)
+        if self._stderr_task is not None:
+            self._stderr_task.cancel()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` (a uid owned by one fallback worker alone)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        except (OSError, StopIteration):
+            continue
+        if str(uid) in uids:
+            with contextlib.suppress(OSError):
+                os.kill(int(name), signal.SIGKILL)
+
+
+class WorkerPool:
+    """`size` warm workers; `run` takes an idle one, or waits for one."""
+
+    def __init__(self, plan: SandboxPlan, size: int, *, start_timeout_s: float = 60.0,
+                 grace_s: float = 5.0) -> None:
+        self.plan = plan
+        self.size = size
+        self.start_timeout_s = start_timeout_s
+        self.grace_s = grace_s
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self._workers: dict[int, Worker] = {}
+        self._respawns: set[asyncio.Task] = set()
+        self.respawned = 0
+        self.closed = False
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self._spawn(i) for i in range(self.size)))
+
+    async def _spawn(self, index: int) -> None:
+        worker = Worker(self.plan, index)
+        await worker.start(self.start_timeout_s)
+        self._workers[index] = worker
+        self._idle.put_nowait(worker)
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for w in self._workers.values()
+                   if w.proc is not None and w.proc.returncode is None)
+
+    async def run(self, request: dict, wall_s: float) -> dict:
+        """Run one call on the next idle worker. Raises WorkerDied (after scheduling a
+        replacement) when the worker is lost during the call."""
+        worker = await self._idle.get()
+        try:
+            result = await worker.call(request, wall_s + self.grace_s)
+        except WorkerDied:
+            self._replace(worker)
+            raise
+        except BaseException:
+            self._replace(worker)  # cancelled mid-call: its state is unknown
+            raise
+        self._idle.put_nowait(worker)
+        return result
+
+    def _replace(self, worker: Worker) -> None:
+        task = asyncio.create_task(self._respawn(worker))
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _respawn(self, worker: Worker) -> None:
+        await worker.kill()
+        self._workers.pop(worker.index, None)
+        delay = 0.05
+        while not self.closed:
+            try:
+                await self._spawn(worker.index)
+                self.respawned += 1
+                log.info("executor worker %d respawned", worker.index)
+                return
+            except WorkerDied as err:
+                log.error("respawn failed: %s; retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        self.closed = True
+        for task in list(self._respawns):
+            task.cancel()
+        await asyncio.gather(*self._respawns, return_exceptions=True)
+        await asyncio.gather(*(w.kill() for w in self._workers.values()))
+        self._workers.clear()

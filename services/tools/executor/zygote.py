@@ -1,0 +1,412 @@
+"""The warm worker that runs inside the sandbox: a fork server for untrusted snippets.
+
+This file is run as ``python -I -S -c <this source> <config json>`` inside the sandbox, so it
+imports only the standard library and reads no file of the service. It
+
+1. pre-imports the configured modules (numpy, math, ...) once, so a call costs a ``fork``;
+2. drops to an unprivileged uid when it starts as root (so ``RLIMIT_NPROC`` holds: the kernel
+   does not enforce it for uid 0), makes itself non-dumpable (no ``/proc/1/mem`` for its
+   children) and installs the seccomp filter it was given (BPF bytes, built by the service);
+3. per call, wipes its scratch directories, forks a child that runs the snippet in a fresh
+   private directory under ``setrlimit`` limits and its own session, collects stdout (capped)
+   and the stderr tail, kills the child's whole session (and, in a PID namespace, every other
+   process in it) at the wall-time limit or when it ends, and reports one JSON result.
+
+Protocol with the service, over the zygote's stdin/stdout: frames of a 4-byte big-endian
+length followed by UTF-8 JSON. The first frame the zygote sends is ``{"ready": true}``.
+"""
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import struct
+import sys
+import time
+import traceback
+
+MiB = 1024 * 1024
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+PR_SET_CHILD_SUBREAPER = 36
+SECCOMP_MODE_FILTER = 2
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(fd):
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    body = _read_exact(fd, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+def send_frame(fd, obj):
+    body = json.dumps(obj).encode()
+    data = struct.pack(">I", len(body)) + body
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def install_seccomp(bpf):
+    """Load a classic-BPF seccomp program (bytes of struct sock_filter[])."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP failed")
+
+
+def harden(cfg):
+    """Drop root, forbid core dumps and ptrace of this process, install seccomp."""
+    uid = cfg.get("drop_to_uid")
+    if uid is not None and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)  # after this, no capability is left in any namespace we hold
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Non-dumpable: a child of the same uid cannot read/write /proc/<zygote>/mem or ptrace it.
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # Orphans of a snippet re-parent to us, not to init, so that cleanup can find them all.
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if cfg.get("seccomp_bpf"):
+        install_seccomp(base64.b64decode(cfg["seccomp_bpf"]))
+
+
+def wipe(directory):
+    """Empty `directory` (the code may have chmod-ed things to make that hard)."""
+    def fix_and_retry(func, path, _exc):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            os.chmod(path, 0o700)
+        except OSError:
+            pass
+        func(path)
+
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=fix_and_retry)
+        else:
+            os.unlink(path)
+
+
+def kill_all_but_me(own_pids):
+    """In our own PID namespace: SIGKILL every process that is not us, reap, repeat."""
+    for _ in range(200):
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in own_pids]
+        if not others:
+            return
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        reap_all()
+        time.sleep(0.001)
+    raise RuntimeError("processes survive SIGKILL in the sandbox")
+
+
+def descendants(root):
+    """Pids whose parent chain leads to `root` (we are a subreaper: orphans stay ours)."""
+    parent = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            parent[int(name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def kill_descendants():
+    """Without a PID namespace: SIGKILL our whole process subtree, reap, repeat."""
+    me = os.getpid()
+    for _ in range(200):
+        others = descendants(me)
+        if not others:
+            return
+        for pid in others:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        reap_all()
+        time.sleep(0.001)
+    raise RuntimeError("processes survive SIGKILL under the zygote")
+
+
+def reap_all():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def set_limits(req):
+    cpu = max(1, int(req["cpu_s"] + 0.999))
+    mem = int(req["memory_mb"]) * MiB
+    limits = {
+        resource.RLIMIT_CPU: (cpu, cpu + 1),  # soft: SIGXCPU; hard one second later: SIGKILL
+        resource.RLIMIT_AS: (mem, mem),
+        resource.RLIMIT_DATA: (mem, mem),
+        resource.RLIMIT_NPROC: (req["max_processes"], req["max_processes"]),
+        resource.RLIMIT_FSIZE: (req["max_file_bytes"], req["max_file_bytes"]),
+        resource.RLIMIT_NOFILE: (req["max_open_files"], req["max_open_files"]),
+        resource.RLIMIT_CORE: (0, 0),
+    }
+    for which, value in limits.items():
+        resource.setrlimit(which, value)
+
+
+def child_main(req, workdir, out_w, err_w, status_w):
+    """In the forked child: isolate, limit, run the snippet; never returns."""
+    status = {"exc": None}
+    try:
+        os.setsid()
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.dup2(status_w, 3)
+        os.closerange(4, 65536)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
+                           "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
+                           "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+        set_limits(req)
+        # Fresh streams over the new fds; they live as long as the process (noqa: SIM115).
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                          closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
+                          closefd=False)
+        sys.argv = ["<snippet>"]
+    except BaseException as err:  # the sandbox set-up failed: say so, run nothing
+        status = {"exc": "SetupError", "msg": repr(err), "pid": os.getpid()}
+        for fd in (3, status_w):  # 3 once dup2-ed; the original until then
+            try:
+                os.write(fd, json.dumps(status).encode() + b"\n")
+                break
+            except OSError:
+                continue
+        os._exit(70)
+    code = 0
+    try:
+        exec(compile(req["code"], "<snippet>", "exec"), {"__name__": "__main__"})
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int) and exc.code is not None:
+            print(exc.code, file=sys.stderr)
+    except BaseException as exc:
+        status["exc"] = type(exc).__name__
+        status["memory"] = isinstance(exc, MemoryError)
+        status["syntax"] = isinstance(exc, SyntaxError)
+        code = 1
+        with contextlib.suppress(BaseException):  # traceback from the snippet, not this file
+            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    status["pid"] = os.getpid()  # a forked copy of the snippet reaches here too
+    with contextlib.suppress(BaseException):
+        os.write(3, json.dumps(status).encode() + b"\n")
+    os._exit(code & 0xFF)
+
+
+class Collector:
+    """Reads the child's stdout (first N bytes kept), stderr (last N kept) and status pipe."""
+
+    def __init__(self, req, out_r, err_r, status_r, pidfd):
+        self.limit = req["max_output_bytes"]
+        self.flood = self.limit * req["output_kill_factor"]
+        self.out, self.err, self.status = bytearray(), bytearray(), bytearray()
+        self.out_total = 0
+        self.sel = selectors.DefaultSelector()
+        for fd, name in ((out_r, "out"), (err_r, "err"), (status_r, "status")):
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, name)
+        self.sel.register(pidfd, selectors.EVENT_READ, "exit")
+
+    def take(self, name, chunk):
+        if name == "out":
+            self.out_total += len(chunk)
+            room = self.limit - len(self.out)
+            if room > 0:
+                self.out += chunk[:room]
+        elif name == "err":
+            self.err += chunk
+            del self.err[:-self.limit]
+        elif len(self.status) < 65536:
+            self.status += chunk
+
+    def drain(self, key):
+        """Read what is there now; unregister on EOF."""
+        while True:
+            try:
+                chunk = os.read(key.fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.sel.unregister(key.fd)
+                return
+            self.take(key.data, chunk)
+
+    def run(self, pid, deadline):
+        """Collect until the child exits (or the deadline / output flood). Returns a dict."""
+        state = {"timed_out": False, "flooded": False, "status": None}
+        while state["status"] is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                state["timed_out"] = True
+                break
+            for key, _ in self.sel.select(remaining):
+                if key.data == "exit":
+                    state["status"] = os.waitpid(pid, 0)[1]
+                    self.sel.unregister(key.fd)
+                else:
+                    self.drain(key)
+            if self.out_total > self.flood:
+                state["flooded"] = True
+                break
+        for key in list(self.sel.get_map().values()):
+            if key.data != "exit":
+                self.drain(key)  # what the child wrote before it ended
+        self.sel.close()
+        return state
+
+
+def run_call(req, cfg):
+    scratch = cfg["scratch_dirs"]
+    for directory in scratch:
+        wipe(directory)
+    workdir = os.path.join(scratch[0], "run")
+    os.mkdir(workdir, 0o700)
+    pipes = [os.pipe() for _ in range(3)]
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        for r, _ in pipes:
+            os.close(r)
+        child_main(req, workdir, pipes[0][1], pipes[1][1], pipes[2][1])
+    for _, w in pipes:
+        os.close(w)
+    pidfd = os.pidfd_open(pid)
+    collector = Collector(req, pipes[0][0], pipes[1][0], pipes[2][0], pidfd)
+    state = collector.run(pid, start + req["wall_s"])
+    duration = time.monotonic() - start
+    killed = state["status"] is None
+    if killed:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        state["status"] = os.waitpid(pid, 0)[1]
+    for fd in (pidfd, *(r for r, _ in pipes)):
+        os.close(fd)
+    cleanup(pid, cfg)
+    return report(state, collector, killed, duration, pid)
+
+
+def cleanup(pid, cfg):
+    """End every process the snippet left behind and empty the scratch space."""
+    with contextlib.suppress(OSError):  # its session, even after the leader exited
+        os.killpg(pid, signal.SIGKILL)
+    if cfg["pid_namespace"]:
+        kill_all_but_me({os.getpid(), 1})
+    else:
+        kill_descendants()
+    reap_all()
+    for directory in cfg["scratch_dirs"]:
+        wipe(directory)
+
+
+def report(state, collector, killed, duration, pid):
+    status = state["status"]
+    info = {}
+    for line in bytes(collector.status).splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("pid") == pid:
+            info = entry
+    signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+    exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -signum
+    return {
+        "stdout": bytes(collector.out).decode("utf-8", "replace"),
+        "stdout_truncated": collector.out_total > len(collector.out),
+        "stdout_bytes": collector.out_total,
+        "stderr_tail": bytes(collector.err).decode("utf-8", "replace"),
+        "exit_code": exit_code,
+        "signal": signum,
+        "timed_out": state["timed_out"],
+        "output_flooded": state["flooded"],
+        "killed": killed,
+        "exception": info.get("exc"),
+        "memory_error": bool(info.get("memory")),
+        "syntax_error": bool(info.get("syntax")),
+        "duration_s": duration,
+    }
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)  # a stray print in this process must never corrupt the protocol
+    sys.stdout = open(2, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.path.extend(cfg.get("extra_sys_path", []))
+    for name in cfg.get("preload", []):
+        try:
+            __import__(name)
+        except ImportError as err:
+            print(f"zygote: cannot preload {name}: {err}", file=sys.stderr)
+    harden(cfg)
+    send_frame(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid()})
+    while True:
+        req = recv_frame(proto_in)
+        if req is None:
+            return
+        try:
+            result = run_call(req, cfg)
+        except Exception:  # the zygote itself is broken: report and exit, to be respawned
+            send_frame(proto_out, {"fatal": traceback.format_exc()})
+            return
+        send_frame(proto_out, result)
+
+
+if __name__ == "__main__":
+    main()
