@@ -1,0 +1,156 @@
+"""The `paretopo` console script. Commands import their heavy dependencies (torch,
+transformers) inside the command, so `paretopo --help` stays instant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="ParetoPO: multi-objective RL for tool-using LLM agents.", no_args_is_help=True
+)
+testbed_app = typer.Typer(help="The embedded CPU testbed: tasks, ideal points, evaluation.")
+app.add_typer(testbed_app, name="testbed")
+
+TaskOpt = Annotated[str, typer.Option("--task", help="Testbed task: calc or kbqa.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, validation or test.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Task generator seed.")]
+
+
+@app.command()
+def sft(
+    task: TaskOpt = "calc",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML SftConfig; default configs/testbed/.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Max optimizer steps.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of data and init.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and exit.")] = False,
+) -> None:
+    """Warm-start (SFT) the testbed policy on CPU and save a Hugging Face checkpoint."""
+    from paretopo.testbed.config import SftConfig, load_sft_config
+
+    default_file = Path("configs/testbed") / f"sft_{task}.yaml"
+    if config is not None:
+        cfg = load_sft_config(config)
+    elif default_file.is_file():
+        cfg = load_sft_config(default_file)
+    else:
+        cfg = SftConfig(task=task)
+    overrides: dict = {"task": task}
+    if out is not None:
+        overrides["out_dir"] = out
+    if seed is not None:
+        overrides["seed"] = seed
+    optim = cfg.optim.model_copy(
+        update={k: v for k, v in (("max_steps", steps), ("max_minutes", max_minutes)) if v}
+    )
+    cfg = SftConfig.model_validate(cfg.model_dump() | overrides | {"optim": optim.model_dump()})
+    if dry_run:
+        typer.echo(cfg.model_dump_json(indent=2))
+        return
+
+    from paretopo.testbed.sft import train_sft
+
+    result = train_sft(cfg)
+    tail = result.losses[-20:]
+    typer.echo(
+        f"saved {result.checkpoint} after {result.steps} steps in {result.wall_s:.0f}s; "
+        f"loss {result.losses[0]:.3f} -> {sum(tail) / len(tail):.3f} (mean of last {len(tail)})"
+    )
+
+
+@testbed_app.command("ideal")
+def ideal(
+    task: TaskOpt = "calc",
+    split: SplitOpt = "validation",
+    n: Annotated[int | None, typer.Option("--n", help="Items (default: the eval set).")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Print the ideal point (EM = 1, minimal mean #Tool) of a task's split as JSON."""
+    from dataclasses import asdict
+
+    from paretopo.testbed.tasks import ideal_point
+
+    typer.echo(json.dumps(asdict(ideal_point(task, split, n, seed=seed)), indent=2))
+
+
+@testbed_app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory (HF format).")],
+    task: TaskOpt = "calc",
+    split: SplitOpt = "validation",
+    n: Annotated[int | None, typer.Option("--n", help="Items (default: the eval set).")] = None,
+    seed: SeedOpt = 0,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    show: Annotated[int, typer.Option(help="Print this many trajectories.")] = 0,
+) -> None:
+    """Evaluate a checkpoint on a split with real tools: EM, #Tool, r_tool, distance to ideal."""
+    import torch
+
+    from paretopo.testbed.evaluate import EvalSettings, run_policy, summarise
+    from paretopo.testbed.model import load_policy
+    from paretopo.testbed.tasks import ideal_point, load_items
+
+    torch.set_num_threads(2)
+    model, tokenizer = load_policy(checkpoint)
+    items = load_items(task, split, n, seed=seed)
+    settings = EvalSettings(temperature=temperature, seed=seed)
+    report = summarise(task, run_policy(model, tokenizer, task, items, settings, world_seed=seed))
+    target = ideal_point(task, split, n, seed=seed)
+    for traj in report.trajectories[:show]:
+        typer.echo(f"--- {traj.item.question}  gold={traj.item.answer}\n{traj.completion}\n")
+    summary = {
+        "task": task,
+        "split": split,
+        "n": report.n,
+        "em": report.em,
+        "mean_calls": report.mean_calls,
+        "mean_r_tool": report.mean_r_tool,
+        "ideal": {"em": target.em, "mean_calls": target.mean_calls},
+        "distance": report.distance_to(target),
+        "by_difficulty": report.by_difficulty,
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@testbed_app.command("corpus")
+def corpus(
+    out: Annotated[Path, typer.Argument(help="Output JSONL file (id, title, text).")],
+    seed: SeedOpt = 0,
+) -> None:
+    """Write the kbqa corpus as JSONL, the format the search service indexes."""
+    from dataclasses import asdict
+
+    from paretopo.testbed.kbqa import build_world
+
+    passages = build_world(seed).passages()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(asdict(p)) + "\n" for p in passages))
+    typer.echo(f"wrote {len(passages)} passages to {out}")
+
+
+@testbed_app.command("items")
+def items(
+    out: Annotated[Path, typer.Argument(help="Output JSONL file, one item per line.")],
+    task: TaskOpt = "calc",
+    split: SplitOpt = "train",
+    n: Annotated[int | None, typer.Option("--n", help="Items (calc default 150).")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write a split's items (id, question, answer, difficulty, min_calls, ...) as JSONL."""
+    from dataclasses import asdict
+
+    from paretopo.testbed.tasks import load_items
+
+    rows = load_items(task, split, n, seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    typer.echo(f"wrote {len(rows)} items to {out}")

@@ -1,0 +1,77 @@
+"""Configuration of a testbed warm-start (SFT) run: one pydantic model per concern.
+
+Shipped files live in `configs/testbed/`; `paretopo sft --config FILE` reads one, and command
+line flags override single fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from paretopo.testbed.demos import DEFAULT_MIX, Strategy
+from paretopo.testbed.model import ModelConfig
+from paretopo.testbed.prompts import TaskName
+
+
+class DemoConfig(BaseModel):
+    """What the warm-start data looks like."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_demos: int = Field(8000, ge=1, description="Demonstrations generated (items repeat).")
+    n_items: int = Field(
+        4000, ge=1, description="Training-split items drawn from (calc; kbqa uses all)."
+    )
+    mix: dict[int, dict[Strategy, float]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_MIX.items()},
+        description="Strategy probabilities by the item's minimal number of calls.",
+    )
+    difficulty_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Relative weight of each difficulty when drawing items (default uniform).",
+    )
+    search_top_k: int = Field(1, ge=1, le=5, description="Passages per kbqa search.")
+
+
+class OptimConfig(BaseModel):
+    """AdamW with linear warm-up and cosine decay to 10 % of the peak rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay.")
+    warmup_steps: int = Field(20, ge=0, description="Steps of linear warm-up.")
+    batch_size: int = Field(32, ge=1, description="Sequences per optimizer step.")
+    max_steps: int = Field(500, ge=1, description="Optimizer steps at most.")
+    max_minutes: float = Field(
+        4.5, gt=0, description="Wall-clock budget for training, minutes; stops early and saves."
+    )
+    grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+
+
+class SftConfig(BaseModel):
+    """One warm-start run of the testbed policy on one task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: TaskName = Field(TaskName.CALC, description="Which testbed task to learn.")
+    seed: int = Field(0, description="Seed of the task generator, demos, init and batches.")
+    out_dir: Path | None = Field(
+        None, description="Checkpoint directory; default runs/testbed/<task>/sft."
+    )
+    threads: int = Field(2, ge=1, description="torch intra-op threads.")
+    demos: DemoConfig = Field(default_factory=DemoConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir or Path("runs") / "testbed" / str(self.task) / "sft"
+
+
+def load_sft_config(path: str | Path) -> SftConfig:
+    """Parse a YAML file into an `SftConfig` (unknown keys are an error)."""
+    return SftConfig.model_validate(yaml.safe_load(Path(path).read_text()) or {})
