@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True)
     if not args.corpus.is_file():
-        console.print(f"error: corpus file not found: {args.corpus}")
+        print(f"error: corpus file not found: {args.corpus}", file=sys.stderr)
         return 2
     options = BuildOptions(backend=args.backend, model=args.model,
                            query_prefix=args.query_prefix, passage_prefix=args.passage_prefix,
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             manifest = build_index(args.corpus, args.out, options, progress=advance)
         except (CorpusError, FileExistsError, ValueError) as err:
-            console.print(f"error: {err}", markup=False, highlight=False)
+            progress.stop()
+            print(f"error: {err}", file=sys.stderr)  # unwrapped: the line number stays whole
             return 2
     console.print(f"wrote {args.out}: {manifest.backend}, {manifest.num_passages} passages, "
                   f"{manifest.build_seconds:.1f}s", markup=False, highlight=False)

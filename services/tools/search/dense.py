@@ -55,6 +55,13 @@ def load_model(name: str, *, device: str = "auto") -> Any:
     return SentenceTransformer(resolve_model(name), device=device)
 
 
+def embedding_dim(model: Any) -> int:
+    """Embedding size; sentence-transformers renamed the method in v5."""
+    getter = getattr(model, "get_embedding_dimension", None) or \
+        model.get_sentence_embedding_dimension
+    return int(getter())
+
+
 def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """Normalised float32 embeddings, shape (len(texts), dim)."""
     emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
@@ -72,7 +79,7 @@ def build_dense(passages: Sequence[Passage], out_dir: Path, *, model_name: str,
     import faiss
 
     model = load_model(model_name, device=device)
-    dim = model.get_sentence_embedding_dimension()
+    dim = embedding_dim(model)
     index = faiss.IndexFlatIP(dim)
     chunk = max(batch_size * 8, 256)
     for start in range(0, len(passages), chunk):
@@ -112,7 +119,7 @@ class DenseRetriever:
             raise ValueError(f"{index_dir / INDEX_FILE} holds {self._index.ntotal} vectors "
                              f"but the manifest says {num_passages} passages; rebuild the index")
         self._model = load_model(model_name, device=device)
-        dim = self._model.get_sentence_embedding_dimension()
+        dim = embedding_dim(self._model)
         if dim != self._index.d:
             raise ValueError(f"model {model_name} embeds in {dim} dimensions but "
                              f"{index_dir / INDEX_FILE} has {self._index.d}")
