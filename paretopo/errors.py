@@ -56,3 +56,15 @@ class Unavailable(ParetopoError):
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
     http_status = 503
+
+
+def describe_validation_error(err: Exception) -> str:
+    """One line per problem of a pydantic ValidationError: `field.path: message`."""
+    errors = getattr(err, "errors", None)
+    if errors is None:
+        return str(err)
+    parts = []
+    for item in errors():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "value"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)

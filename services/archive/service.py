@@ -1,0 +1,175 @@
+"""The archive service object: validation, ParetoPO Stage-1 arithmetic (from `paretopo.core`)
+and durable state (through `ArchiveStore`). The gRPC and REST adapters only translate."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from paretopo.core import scalarization
+from paretopo.core.scalarization import Stage1State
+from paretopo.errors import InvalidArgument
+from services.archive import metrics
+from services.archive.models import (
+    PROMPT_ID_MAX_CHARS,
+    FrontPoint,
+    OptimalCallsSummary,
+    OutcomeRecord,
+    RunConfig,
+    RunInfo,
+    RunState,
+    Stage,
+    valid_prompt_id,
+    valid_run_id,
+)
+from services.archive.store import ArchiveStore
+
+MAX_BATCH = 4096
+MAX_CALLS = 1_000_000
+
+
+def _check_run_id(run_id: str) -> None:
+    if not valid_run_id(run_id):
+        raise InvalidArgument(
+            f"run_id {run_id[:80]!r} is invalid: use 1-64 of [A-Za-z0-9_.-], starting with a "
+            "letter or digit")
+
+
+def _check_prompt_ids(prompt_ids: Sequence[str]) -> None:
+    if len(prompt_ids) > MAX_BATCH:
+        raise InvalidArgument(f"{len(prompt_ids)} prompts in one call; at most {MAX_BATCH}")
+    for i, prompt_id in enumerate(prompt_ids):
+        if not valid_prompt_id(prompt_id):
+            raise InvalidArgument(
+                f"prompt id #{i} must have 1-{PROMPT_ID_MAX_CHARS} characters, "
+                f"got {len(prompt_id)}")
+
+
+def _check_outcome(outcome: Sequence[float], config: RunConfig) -> list[float]:
+    values = [float(v) for v in outcome]
+    if len(values) != config.num_objectives:
+        raise InvalidArgument(
+            f"outcome has {len(values)} values but run {config.run_id!r} has "
+            f"{config.num_objectives} objectives ({', '.join(config.objectives)})")
+    if not all(math.isfinite(v) for v in values):
+        raise InvalidArgument(f"outcome must be finite numbers, got {values}")
+    return values
+
+
+def _initial_state_dict(config: RunConfig) -> dict[str, Any]:
+    stage1 = scalarization.initial_state(config.stage1.initial_weights)
+    return {"stage1": stage1.to_dict(), "stage": int(Stage.SCALARIZATION), "hypervolume": 0.0}
+
+
+class ArchiveService:
+    """All archive behaviour; safe to share between the gRPC and REST adapters."""
+
+    def __init__(self, store: ArchiveStore) -> None:
+        self.store = store
+        self._configs: dict[str, RunConfig] = {}  # configs are immutable once written
+
+    async def ready(self) -> bool:
+        return await self.store.ping()
+
+    async def create_run(self, config: RunConfig) -> RunInfo:
+        await self.store.create_run(config.run_id, config.model_dump_json(),
+                                    json.dumps(_initial_state_dict(config)))
+        return await self.run_info(config.run_id)
+
+    async def list_runs(self) -> list[RunInfo]:
+        return [await self.run_info(run_id) for run_id in await self.store.run_ids()]
+
+    async def run_config(self, run_id: str) -> RunConfig:
+        _check_run_id(run_id)
+        if run_id not in self._configs:
+            config_json, _ = await self.store.config_and_state(run_id)
+            self._configs[run_id] = RunConfig.model_validate_json(config_json)
+        return self._configs[run_id]
+
+    async def run_info(self, run_id: str) -> RunInfo:
+        _check_run_id(run_id)
+        config_json, state = await self.store.config_and_state(run_id)
+        config = self._configs.setdefault(run_id, RunConfig.model_validate_json(config_json))
+        known = await self.store.nstar_count(run_id)
+        return RunInfo(config=config, state=_run_state(state, known))
+
+    async def get_optimal_calls(self, run_id: str, prompt_ids: Sequence[str]) -> list[int]:
+        await self.run_config(run_id)
+        _check_prompt_ids(prompt_ids)
+        return await self.store.nstar_get(run_id, list(prompt_ids))
+
+    async def update_optimal_calls(
+        self, run_id: str, prompts: Sequence[tuple[str, Sequence[int]]]
+    ) -> list[int]:
+        """n*(q) <- min(n*(q), min successful calls) for each prompt; returns n* to use."""
+        await self.run_config(run_id)
+        _check_prompt_ids([prompt_id for prompt_id, _ in prompts])
+        pairs = []
+        for prompt_id, calls in prompts:
+            if any(c < 0 or c > MAX_CALLS for c in calls):
+                raise InvalidArgument(
+                    f"tool-call counts of prompt {prompt_id[:80]!r} must be in 0..{MAX_CALLS}, "
+                    f"got {list(calls)[:8]}")
+            pairs.append((prompt_id, min(calls) if calls else -1))
+        metrics.NSTAR_UPDATES.inc(len(pairs))
+        return await self.store.nstar_min(run_id, pairs) if pairs else []
+
+    async def nstar_summary(self, run_id: str) -> OptimalCallsSummary:
+        await self.run_config(run_id)
+        values = await self.store.nstar_values(run_id)
+        return OptimalCallsSummary(
+            known_prompts=len(values), distribution=dict(sorted(Counter(values).items())),
+            mean=(sum(values) / len(values)) if values else None)
+
+    async def report_outcome(self, run_id: str, step: int, outcome: Sequence[float],
+                             ) -> tuple[OutcomeRecord, bool]:
+        """Apply y_t of `step` (Eqs. 5-6 and the weight move) once; retries replay."""
+        config = await self.run_config(run_id)
+        if not 0 <= step <= 2**62:
+            raise InvalidArgument(f"step must be in 0..2^62, got {step}")
+        y = _check_outcome(outcome, config)
+
+        def update(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            before = Stage1State.from_dict(state["stage1"])
+            after, info = scalarization.update(before, y, config.stage1, step=step)
+            if not config.adapt_weights:
+                after = replace(after, weights=before.weights)
+            record = OutcomeRecord(
+                step=step, outcome=y, delta_hv=info.delta_hv, gain=info.gain, rho=info.rho,
+                weights=list(after.weights), hypervolume=info.hypervolume, added=info.added,
+                stage=Stage(state["stage"]))
+            new_state = {**state, "stage1": after.to_dict(), "hypervolume": info.hypervolume}
+            return new_state, record.model_dump(mode="json")
+
+        raw, replayed = await self.store.apply_report(run_id, step, update)
+        record = OutcomeRecord.model_validate(raw)
+        metrics.REPORTS.labels(replayed=str(replayed).lower()).inc()
+        metrics.HYPERVOLUME.labels(run=run_id).set(record.hypervolume)
+        metrics.RHO.labels(run=run_id).set(record.rho)
+        return record, replayed
+
+    async def set_stage(self, run_id: str, stage: int) -> RunInfo:
+        await self.run_config(run_id)
+        try:
+            stage = Stage(stage)
+        except ValueError:
+            raise InvalidArgument(f"stage must be 1 or 2, got {stage}") from None
+        await self.store.set_stage(run_id, int(stage))
+        return await self.run_info(run_id)
+
+    async def history(self, run_id: str) -> list[OutcomeRecord]:
+        await self.run_config(run_id)
+        return [OutcomeRecord.model_validate(r) for r in await self.store.history(run_id)]
+
+
+def _run_state(state: dict[str, Any], known_prompts: int) -> RunState:
+    stage1 = Stage1State.from_dict(state["stage1"])
+    return RunState(
+        weights=list(stage1.weights), gain=stage1.gain, rho=stage1.rho,
+        stage=Stage(state["stage"]), last_step=stage1.step,
+        hypervolume=state["hypervolume"], known_prompts=known_prompts,
+        front=[FrontPoint(outcome=list(p.values), step=p.step) for p in stage1.archive])
