@@ -76,6 +76,17 @@ def test_pareto_ranks_vectorised_equals_reference(seed):
         assert torch.equal(pareto_ranks(pts), pareto_ranks_reference(pts))
 
 
+@pytest.mark.parametrize("g", [52, 53, 80])
+def test_large_groups_bitmask_limit_and_counting_path(g):
+    # G <= 52 peels with bit masks, larger groups with dominator counts: both vs moocore.
+    rng = np.random.default_rng(g)
+    for kind in ("discrete", "continuous"):
+        sets = random_sets(rng, 3, g, 2, kind)
+        ours = pareto_ranks(torch.from_numpy(sets)).numpy()
+        for i, points in enumerate(sets):
+            np.testing.assert_array_equal(ours[i], moocore.pareto_rank(points, maximise=True) + 1)
+
+
 def test_pareto_ranks_edge_shapes_and_errors():
     assert pareto_ranks(torch.zeros(3, 0, 2)).shape == (3, 0)
     assert pareto_ranks(torch.tensor([[1, 0], [0, 0]])).tolist() == [1, 2]  # integer input
