@@ -1,12 +1,13 @@
 """Build the executor's seccomp filter with the system's libseccomp (through ctypes).
 
 The filter is a deny list on top of the namespaces: everything is allowed except system calls
-that a snippet has no use for and that widen its reach (debugging other processes, new
-namespaces, mounts, kernel modules, BPF, keyrings, io_uring, ...). Sockets of every family but
-``AF_UNIX`` are refused, so the network stays closed even where no network namespace exists
-(the fallback mechanism). Calls of another ABI (i386, x32) kill the process: libseccomp adds
-that architecture check itself. The result is the classic-BPF program as bytes, which the
-zygote installs with ``prctl(PR_SET_SECCOMP)`` after ``PR_SET_NO_NEW_PRIVS``.
+that a snippet has no use for and that widen its reach (starting programs, debugging other
+processes, new namespaces, mounts, kernel modules, BPF, keyrings, io_uring, ...). Sockets of
+every family but ``AF_UNIX`` are refused, so the network stays closed even where no network
+namespace exists (the fallback mechanism). Calls of another ABI (i386, x32) kill the
+process: libseccomp adds that architecture check itself. The result is the classic-BPF
+program as bytes, which the zygote installs with ``prctl(PR_SET_SECCOMP)`` after
+``PR_SET_NO_NEW_PRIVS``.
 
 When libseccomp is missing, `build_filter` returns None and the service says so loudly: it is
 a second layer here, not the only one.
@@ -36,6 +37,9 @@ CLONE_NS_FLAGS = {
 }
 
 DENIED_SYSCALLS = (
+    # Only Python runs: the zygote installs the filter after its own exec, and a snippet
+    # has no business starting programs (shells, compilers, the bwrap binary ...).
+    "execve", "execveat",
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "mount_setattr",
     "fsopen", "fsmount", "fsconfig", "fspick", "open_tree", "move_mount",

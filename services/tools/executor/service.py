@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import signal
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -126,7 +127,9 @@ def classify(raw: dict, limits: Limits) -> ExecResult:
         kind, msg = ErrorKind.TIMEOUT, f"wall-time limit of {limits.wall_s:g}s reached"
     elif raw["output_flooded"]:
         kind, msg = ErrorKind.OUTPUT_LIMIT, f"output flood: {raw['stdout_bytes']} bytes"
-    elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and not raw["killed"]):
+    elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and not raw["killed"]
+                                   and raw["cpu_s"] >= 0.95 * math.ceil(limits.cpu_s)):
+        # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one (handler ignored).
         kind, msg = ErrorKind.CPU_LIMIT, f"CPU-time limit of {limits.cpu_s:g}s reached"
     elif memory:
         kind, msg = ErrorKind.MEMORY_LIMIT, f"memory limit of {limits.memory_mb} MiB reached"

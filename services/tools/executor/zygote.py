@@ -286,7 +286,7 @@ class Collector:
 
     def run(self, pid, deadline):
         """Collect until the child exits (or the deadline / output flood). Returns a dict."""
-        state = {"timed_out": False, "flooded": False, "status": None}
+        state = {"timed_out": False, "flooded": False, "status": None, "rusage": None}
         while state["status"] is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -294,7 +294,7 @@ class Collector:
                 break
             for key, _ in self.sel.select(remaining):
                 if key.data == "exit":
-                    state["status"] = os.waitpid(pid, 0)[1]
+                    _, state["status"], state["rusage"] = os.wait4(pid, 0)
                     self.sel.unregister(key.fd)
                 else:
                     self.drain(key)
@@ -331,7 +331,7 @@ def run_call(req, cfg):
     if killed:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        state["status"] = os.waitpid(pid, 0)[1]
+        _, state["status"], state["rusage"] = os.wait4(pid, 0)
     for fd in (pidfd, *(r for r, _ in pipes)):
         os.close(fd)
     cleanup(pid, cfg)
@@ -377,6 +377,7 @@ def report(state, collector, killed, duration, pid):
         "memory_error": bool(info.get("memory")),
         "syntax_error": bool(info.get("syntax")),
         "duration_s": duration,
+        "cpu_s": state["rusage"].ru_utime + state["rusage"].ru_stime,
     }
 
 
