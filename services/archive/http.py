@@ -192,16 +192,36 @@ def _static(name: str) -> str:
     return (resources.files("services.archive") / "static" / name).read_text(encoding="utf-8")
 
 
+class MetricsMiddleware:
+    """Count and time every request by route template (a plain ASGI middleware: the
+    decorator-style one costs a task switch per request)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_and_note(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            method = f"{scope['method']} {getattr(route, 'path', 'unmatched')}"
+            metrics.LATENCY.labels("rest", method).observe(time.perf_counter() - start)
+            metrics.REQUESTS.labels("rest", method, str(status)).inc()
+
+
 def _install_handlers(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        method = f"{request.method} {getattr(route, 'path', 'unmatched')}"
-        metrics.LATENCY.labels("rest", method).observe(time.perf_counter() - start)
-        metrics.REQUESTS.labels("rest", method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MetricsMiddleware)
 
     @app.exception_handler(ParetopoError)
     async def domain_error(_: Request, err: ParetopoError) -> JSONResponse:

@@ -86,15 +86,16 @@ class ArchiveService:
     async def run_config(self, run_id: str) -> RunConfig:
         _check_run_id(run_id)
         if run_id not in self._configs:
-            config_json, _ = await self.store.config_and_state(run_id)
+            config_json, _, _ = await self.store.config_and_state(run_id)
             self._configs[run_id] = RunConfig.model_validate_json(config_json)
         return self._configs[run_id]
 
     async def run_info(self, run_id: str) -> RunInfo:
         _check_run_id(run_id)
-        config_json, state = await self.store.config_and_state(run_id)
-        config = self._configs.setdefault(run_id, RunConfig.model_validate_json(config_json))
-        known = await self.store.nstar_count(run_id)
+        config_json, state, known = await self.store.config_and_state(run_id)
+        if run_id not in self._configs:
+            self._configs[run_id] = RunConfig.model_validate_json(config_json)
+        config = self._configs[run_id]
         return RunInfo(config=config, state=_run_state(state, known))
 
     async def get_optimal_calls(self, run_id: str, prompt_ids: Sequence[str]) -> list[int]:

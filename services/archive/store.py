@@ -110,13 +110,15 @@ class ArchiveStore:
         async with redis_errors():
             return sorted(await self.client.smembers(self.keys.runs))
 
-    async def config_and_state(self, run_id: str) -> tuple[str, dict[str, Any]]:
-        async with redis_errors():
-            config_json, state_json = await self.client.mget(
-                [self.keys.config(run_id), self.keys.state(run_id)])
+    async def config_and_state(self, run_id: str) -> tuple[str, dict[str, Any], int]:
+        """The run's config JSON, its state and how many prompts have an n*: one round trip."""
+        async with redis_errors(), self.client.pipeline(transaction=False) as pipe:
+            pipe.mget([self.keys.config(run_id), self.keys.state(run_id)])
+            pipe.hlen(self.keys.nstar(run_id))
+            (config_json, state_json), known = await pipe.execute()
         if config_json is None or state_json is None:
             raise NotFound(f"unknown run {run_id!r}; create it first or list runs")
-        return config_json, json.loads(state_json)
+        return config_json, json.loads(state_json), int(known)
 
     async def nstar_min(self, run_id: str, pairs: list[tuple[str, int]]) -> list[int]:
         """Atomically lower n* with each (prompt, candidate); -1 candidates only read."""
@@ -137,10 +139,6 @@ class ArchiveStore:
     async def nstar_values(self, run_id: str) -> list[int]:
         async with redis_errors():
             return [int(v) for v in await self.client.hvals(self.keys.nstar(run_id))]
-
-    async def nstar_count(self, run_id: str) -> int:
-        async with redis_errors():
-            return int(await self.client.hlen(self.keys.nstar(run_id)))
 
     async def history(self, run_id: str) -> list[dict[str, Any]]:
         async with redis_errors():
