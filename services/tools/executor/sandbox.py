@@ -226,6 +226,12 @@ def probe_bwrap(path: str, python: str, site_dirs: list[str]) -> str | None:
     return None
 
 
+def _world_traversable(path: str) -> bool:
+    """Whether any uid can reach `path` (every parent directory has o+x)."""
+    parents = Path(path).parents
+    return all(os.stat(p).st_mode & 0o001 for p in parents)
+
+
 def make_plan(*, mechanism: str = "auto", bwrap: str | None = None,
               preload: list[str] | None = None, seccomp: bool = True,
               uid_base: int = 61000, tmpfs_mb: int = 256) -> SandboxPlan:
@@ -254,6 +260,9 @@ def make_plan(*, mechanism: str = "auto", bwrap: str | None = None,
     else:
         path = None
         warnings.append("mechanism 'rlimits' chosen by configuration: no namespaces")
+    if chosen is Mechanism.RLIMITS and os.geteuid() == 0 and not _world_traversable(python):
+        warnings.append(f"{python} is not readable by the unprivileged worker uids: snippets "
+                        "can import only the preloaded modules")
     plan = SandboxPlan(chosen, python, site_dirs, list(preload or []), bpf, bwrap=path,
                        uid_base=uid_base, tmpfs_mb=tmpfs_mb, warnings=warnings)
     for warning in warnings:
