@@ -48,14 +48,12 @@ STOP_TAGS: tuple[str, ...] = (PYTHON_CLOSE, SEARCH_CLOSE, ANSWER_CLOSE)
 
 TEMPLATES: dict[TaskName, str] = {
     TaskName.CALC: (
-        f"Answer as {ANSWER_OPEN}number{ANSWER_CLOSE}. You may run Python as "
-        f"{PYTHON_OPEN}code{PYTHON_CLOSE}; what it prints comes back in "
-        f"{OUTPUT_OPEN}{OUTPUT_CLOSE}.\nQ: {{question}}\n"
+        f"Tools: {PYTHON_OPEN}code{PYTHON_CLOSE} prints to {OUTPUT_OPEN}{OUTPUT_CLOSE}. "
+        f"Reply {ANSWER_OPEN}number{ANSWER_CLOSE}.\nQ: {{question}}\n"
     ),
     TaskName.KBQA: (
-        f"Answer as {ANSWER_OPEN}name{ANSWER_CLOSE}. You may search as "
-        f"{SEARCH_OPEN}query{SEARCH_CLOSE}; results come back in "
-        f"{INFORMATION_OPEN}{INFORMATION_CLOSE}.\nQ: {{question}}\n"
+        f"Tools: {SEARCH_OPEN}query{SEARCH_CLOSE} returns {INFORMATION_OPEN}{INFORMATION_CLOSE}. "
+        f"Reply {ANSWER_OPEN}name{ANSWER_CLOSE}.\nQ: {{question}}\n"
     ),
 }
 

@@ -1,0 +1,81 @@
+"""The `paretopo` console script end to end, in child processes: SFT a tiny policy, evaluate
+it with real tools, print the ideal point, export the corpus."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PARETOPO = [sys.executable, "-c", "from paretopo.cli import app; app()"]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 400) -> str:
+    proc = subprocess.run(
+        [*PARETOPO, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _json_tail(stdout: str) -> dict:
+    return json.loads(stdout[stdout.index("{\n") :])
+
+
+@pytest.mark.slow
+def test_sft_then_eval_with_real_tools(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "task: kbqa\n"
+        "demos: {n_demos: 64}\n"
+        "optim: {batch_size: 8, max_steps: 6, warmup_steps: 2, max_minutes: 3}\n"
+        "model: {hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,\n"
+        "        num_attention_heads: 2, num_key_value_heads: 1}\n"
+    )
+    ckpt = tmp_path / "ckpt"
+    out = _run(["sft", "--task", "kbqa", "--config", str(config), "--out", str(ckpt)], tmp_path)
+    assert "after 6 steps" in out
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
+
+    report = _json_tail(
+        _run(
+            ["testbed", "eval", str(ckpt), "--task", "kbqa", "--n", "6", "--temperature", "1.0"],
+            tmp_path,
+        )
+    )
+    assert report["n"] == 6
+    assert 0.0 <= report["em"] <= 1.0 and 0.0 <= report["mean_calls"] <= 4.0
+    ideal = _json_tail(_run(["testbed", "ideal", "--task", "kbqa", "--n", "6"], tmp_path))
+    assert report["ideal"]["mean_calls"] == pytest.approx(ideal["mean_calls"])
+    assert report["distance"]["em_gap"] == pytest.approx(1.0 - report["em"])
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path):
+    out = _run(["sft", "--task", "calc", "--steps", "7", "--dry-run"], Path(__file__).parents[3])
+    cfg = json.loads(out)
+    assert cfg["task"] == "calc" and cfg["optim"]["max_steps"] == 7
+
+
+def test_corpus_and_items_export(tmp_path):
+    _run(["testbed", "corpus", str(tmp_path / "corpus.jsonl")], tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "corpus.jsonl").read_text().splitlines()]
+    assert rows and all(set(r) == {"id", "title", "text"} for r in rows)
+    _run(
+        [
+            "testbed",
+            "items",
+            str(tmp_path / "val.jsonl"),
+            "--task",
+            "calc",
+            "--split",
+            "validation",
+            "--n",
+            "20",
+        ],
+        tmp_path,
+    )
+    items = [json.loads(line) for line in (tmp_path / "val.jsonl").read_text().splitlines()]
+    assert len(items) == 20 and {"id", "question", "answer", "min_calls"} <= set(items[0])
