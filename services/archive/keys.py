@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paretopo.streams import run_prefix
+
 
 @dataclass(frozen=True)
 class ArchiveKeys:
@@ -17,7 +19,7 @@ class ArchiveKeys:
         return f"{self.namespace}:runs"
 
     def run_prefix(self, run_id: str) -> str:
-        return f"{self.namespace}:run:{run_id}"
+        return run_prefix(self.namespace, run_id)
 
     def config(self, run_id: str) -> str:
         """String: the run's configuration as JSON (written once)."""
