@@ -1,6 +1,6 @@
 """Async client of the search tool, as the rollout service uses it.
 
-    async with SearchClient("127.0.0.1:50061") as client:
+    async with SearchClient("127.0.0.1:50071") as client:
         results = await client.search(["who wrote hamlet"], top_k=3)
         block = results[0].formatted          # "<information>Doc 1(Title: ...) ...</information>"
 
@@ -37,13 +37,16 @@ class SearchClient:
         request = search_pb2.SearchRequest(queries=list(queries))
         if top_k is not None:
             request.top_k = top_k
-        reply = await self._stub.Search(request, timeout=timeout_s or self.timeout_s)
+        reply = await self._stub.Search(request, timeout=self._deadline(timeout_s))
         return list(reply.results)
 
     async def describe(self, *, timeout_s: float | None = None) -> search_pb2.DescribeResponse:
         """Backend, model, corpus size and request limits of the server."""
         return await self._stub.Describe(search_pb2.DescribeRequest(),
-                                         timeout=timeout_s or self.timeout_s)
+                                         timeout=self._deadline(timeout_s))
+
+    def _deadline(self, timeout_s: float | None) -> float:
+        return self.timeout_s if timeout_s is None else timeout_s
 
     async def close(self) -> None:
         await self._channel.close()

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.tools.search.service import Limits
 
-DEFAULT_PORT = 50061
+DEFAULT_PORT = 50071
 
 
 class SearchSettings(BaseSettings):

@@ -24,13 +24,15 @@ def bm25_full_index(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dense_subset_index(request) -> Path:
+def dense_subset_index(request, tmp_path_factory) -> Path:
     """MiniLM dense index of the 300-passage subset, cached across runs in .pytest_cache.
 
     Embedding 300 passages takes 10-20 s on two busy cores; the manifest's corpus hash and
     model decide whether the cached index is still valid.
     """
-    cache = Path(request.config.cache.mkdir("paretopo-search"))
+    cache = (Path(request.config.cache.mkdir("paretopo-search"))
+             if hasattr(request.config, "cache")  # absent under -p no:cacheprovider
+             else tmp_path_factory.mktemp("paretopo-search"))
     corpus = write_subset(cache / "sub300.jsonl")
     out = cache / "dense-minilm-sub300"
     options = BuildOptions(backend="dense", model="all-MiniLM-L6-v2", device="cpu")
