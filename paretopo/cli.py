@@ -154,3 +154,13 @@ def items(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
     typer.echo(f"wrote {len(rows)} items to {out}")
+
+
+def _register_stack_commands() -> None:
+    from paretopo.cli_stack import down, up
+
+    app.command()(up)
+    app.command()(down)
+
+
+_register_stack_commands()
