@@ -20,6 +20,7 @@ from math_verify import parse, verify
 __all__ = [
     "exact_match",
     "extract_answer",
+    "length_efficiency",
     "math_equal",
     "normalize_answer",
     "tool_efficiency",
@@ -77,6 +78,46 @@ def tool_efficiency(m: Any, n: Any, c: float = 1.0) -> Any:
     # sin/cos of arguments at the ends of [0, π] can round a hair below 0.
     r = r.clamp(0.0, 1.0)
     if as_tensor:
+        return r.to(out_dtype)
+    if r.ndim == 0:
+        return float(r)
+    return r.numpy()
+
+
+def length_efficiency(n_tokens: Any, budget: float) -> Any:
+    """Response-length efficiency r_len, the optional third objective (choice; the paper
+    names the objective but gives no formula): ``r_len = 1 − min(L, budget) / budget``.
+
+    ``L`` counts the tokens the model generated (tool outputs and the prompt excluded), so
+    r_len is 1 for an empty response, falls linearly, and is 0 at or beyond the budget.
+
+    Parameters
+    ----------
+    n_tokens : tensor, array or number
+        Generated tokens per trajectory (>= 0).
+    budget : float
+        Completion token budget, > 0 (the rollout's ``max_completion_tokens``).
+
+    Returns
+    -------
+    Same kind as ``tool_efficiency``: a tensor for a tensor, a float for a number, else an
+    ``np.ndarray``. Values in [0, 1].
+
+    Examples
+    --------
+    >>> length_efficiency(0, 100), length_efficiency(25, 100), length_efficiency(300, 100)
+    (1.0, 0.75, 0.0)
+    """
+    if not budget > 0:
+        raise ValueError(f"budget must be > 0, got {budget}")
+    is_tensor = isinstance(n_tokens, torch.Tensor)
+    out_dtype = (n_tokens.dtype if is_tensor and n_tokens.is_floating_point()
+                 else torch.get_default_dtype())
+    length = torch.as_tensor(n_tokens, dtype=torch.float64)
+    if bool((length < 0).any()) or not bool(torch.isfinite(length).all()):
+        raise ValueError("n_tokens must be finite and >= 0")
+    r = 1.0 - length.clamp(max=budget) / budget
+    if is_tensor:
         return r.to(out_dtype)
     if r.ndim == 0:
         return float(r)
