@@ -1,0 +1,176 @@
+"""The PyTorch/transformers engine: batched sampling with a KV cache, on CPU or CUDA.
+
+Serves any Hugging Face causal LM checkpoint directory (`paretopo.testbed.model.load_policy`).
+Its own decode loop instead of `generate`: per-row sampling parameters and stop strings, the
+sampled tokens' log-probabilities, and rows leave the batch's results the moment they stop.
+Prompts are left-padded, with an attention mask and position ids that skip the padding, so a
+padded row computes exactly what it would alone. The blocking work runs in a thread
+(`BatchScheduler`), one batch at a time; concurrent requests are batched together.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from paretopo.jobs import SamplingParams
+from paretopo.testbed.model import load_policy
+from services.rollout.batching import BatchScheduler, GenerateRequest
+from services.rollout.engine import Finish, Generation
+from services.rollout.sampling import sample_next
+from services.rollout.settings import EngineSettings
+from services.rollout.stopping import StopStrings, tails_with_stop
+
+
+class PromptTooLong(ValueError):
+    """A prompt leaves no room to generate in the model's context."""
+
+
+class TorchEngine:
+    """`Engine` on PyTorch. `load_weights` swaps the model between batches, never during one."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        self._dtype = getattr(torch, settings.torch_dtype_name)
+        self._lock = threading.Lock()  # the model is used by one batch or one reload at a time
+        self._rng = random.Random(settings.seed)
+        self.model: PreTrainedModel
+        self.load_weights(settings.model_path, settings.version)
+        self._scheduler = BatchScheduler(self._run_batch, max_rows=settings.max_batch_size,
+                                         window_s=settings.batch_window_ms / 1000)
+
+    def load_weights(self, path: str, version: int) -> None:
+        model, tokenizer = load_policy(path, dtype=self._dtype)
+        model.to(self.device)
+        with self._lock:
+            self.model, self.tokenizer, self.version = model, tokenizer, version
+        self.model_path = path
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    @property
+    def eos_ids(self) -> frozenset[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        return frozenset(ids)
+
+    async def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
+                       stop: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        for ids in prompts:
+            if not ids:
+                raise ValueError("empty prompt: an engine needs at least one prompt token")
+            if len(ids) >= self.context_length:
+                raise PromptTooLong(f"prompt of {len(ids)} tokens leaves no room to generate: "
+                                    f"the model's context is {self.context_length} tokens")
+        if not prompts:
+            return []
+        request = GenerateRequest(prompts, sampling, tuple(stop), max_new_tokens)
+        return await self._scheduler.submit(request)
+
+    def generate_sync(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
+                      stop: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        """The same as `generate`, blocking, without the scheduler (benchmarks, scripts)."""
+        return self._run_batch([GenerateRequest(prompts, sampling, tuple(stop),
+                                                max_new_tokens)])[0]
+
+    def _generator(self, batch: list[GenerateRequest]) -> torch.Generator:
+        # Seeded requests batched alone reproduce; mixed batches draw from the engine's stream.
+        seeds = [r.sampling.seed for r in batch]
+        if all(s is not None for s in seeds):
+            seed = hash(tuple(seeds))  # ints hash the same in every process
+        else:
+            seed = self._rng.getrandbits(63)
+        return torch.Generator(device=self.device).manual_seed(seed & (2**63 - 1))
+
+    def _run_batch(self, batch: list[GenerateRequest]) -> list[list[Generation]]:
+        rows = [(r, ids) for r in batch for ids in r.prompts]
+        with self._lock, torch.inference_mode():
+            outs = _decode(self, rows, self._generator(batch))
+        results, i = [], 0
+        for request in batch:
+            results.append(outs[i: i + len(request.prompts)])
+            i += len(request.prompts)
+        return results
+
+
+def _left_pad(prompts: list[Sequence[int]], pad_id: int, device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]]],
+            generator: torch.Generator) -> list[Generation]:
+    """One batched KV-cache decode loop over every row until each has finished."""
+    model, tok, dev = engine.model, engine.tokenizer, engine.device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids, mask = _left_pad([p for _, p in rows], pad, dev)
+    limits = [min(r.max_new_tokens, engine.context_length - len(p)) for r, p in rows]
+    temp = torch.tensor([r.sampling.temperature for r, _ in rows], device=dev)
+    top_k = torch.tensor([r.sampling.top_k for r, _ in rows], device=dev)
+    top_p = torch.tensor([r.sampling.top_p for r, _ in rows], device=dev)
+    stops = [StopStrings(r.stop) for r, _ in rows]
+    eos = engine.eos_ids
+    out_ids: list[list[int]] = [[] for _ in rows]
+    out_lp: list[list[float]] = [[] for _ in rows]
+    finish: list[Finish | None] = [None] * len(rows)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                   cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    for _ in range(max(limits)):
+        tokens, logps = sample_next(logits, temp, top_k, top_p, generator=generator)
+        _record(tokens.tolist(), logps.tolist(), out_ids, out_lp, finish, limits, eos)
+        running = [i for i, f in enumerate(finish) if f is None and stops[i].strings]
+        if running:
+            hits = tails_with_stop(tok, [out_ids[i] for i in running], [stops[i] for i in running])
+            for i, hit in zip(running, hits, strict=True):
+                if hit:
+                    finish[i] = "stop"
+        if all(f is not None for f in finish):
+            break
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        positions = positions[:, -1:] + 1
+        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+                       cache=cache, use_cache=True).logits[:, -1]
+    return [_generation(tok, out_ids[i], out_lp[i], finish[i] or "length", stops[i], eos)
+            for i in range(len(rows))]
+
+
+def _record(tokens: list[int], logps: list[float], out_ids: list[list[int]],
+            out_lp: list[list[float]], finish: list[Finish | None], limits: list[int],
+            eos: frozenset[int]) -> None:
+    for i, (t, lp) in enumerate(zip(tokens, logps, strict=True)):
+        if finish[i] is not None:
+            continue
+        out_ids[i].append(t)
+        out_lp[i].append(lp)
+        if t in eos:
+            finish[i] = "eos"
+        elif len(out_ids[i]) >= limits[i]:
+            finish[i] = "length"
+
+
+def _generation(tok, ids: list[int], logps: list[float], finish: Finish, stops: StopStrings,
+                eos: frozenset[int]) -> Generation:
+    text = tok.decode([t for t in ids if t not in eos], skip_special_tokens=False)
+    text, found = stops.cut(text)
+    if finish == "length" and found:  # the last allowed token completed a stop string
+        finish = "stop"
+    return Generation(ids, text, finish, logps)

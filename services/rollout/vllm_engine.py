@@ -1,0 +1,133 @@
+"""The vLLM engine (GPU, production). `vllm` is imported only when this engine is built.
+
+Written against vLLM's documented offline API: `LLM(model=..., ...)`, `LLM.generate` with
+token prompts (`{"prompt_token_ids": [...]}`) and one `SamplingParams` per prompt,
+`stop=[...]` with `include_stop_str_in_output=True` (the model wrote the stop string, so the
+learner trains on it), and `logprobs=0` (the sampled token's log-probability). A new policy
+version is loaded in place, without restarting the engine: `LLM.collective_rpc` runs
+`_reload_from_dir` on every worker, which streams the checkpoint's safetensors into the
+model's `load_weights`; the prefix cache is reset since cached KV came from the old weights.
+Untested here (no GPU, no vllm): the parameter mapping and the import guard are tested.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from paretopo.jobs import SamplingParams
+from paretopo.testbed.tokenizer import load_tokenizer
+from services.rollout.batching import BatchScheduler, GenerateRequest
+from services.rollout.engine import Finish, Generation
+from services.rollout.settings import EngineSettings
+
+
+class VllmUnavailable(RuntimeError):
+    """`engine: vllm` was configured where the package is not installed."""
+
+
+def import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as err:
+        raise VllmUnavailable(
+            "engine 'vllm' needs the vllm package (GPU only): pip install -e '.[gpu]', "
+            "or set PARETOPO_ROLLOUT_ENGINE=torch") from err
+    return vllm
+
+
+def sampling_kwargs(sampling: SamplingParams, stop: Sequence[str],
+                    max_new_tokens: int) -> dict[str, Any]:
+    """Our `SamplingParams` as `vllm.SamplingParams` keyword arguments, one to one."""
+    return {
+        "temperature": sampling.temperature,  # vLLM: 0 is greedy, as ours
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k if sampling.top_k > 0 else -1,  # vLLM: -1 (or 0) keeps all
+        "seed": sampling.seed,
+        "max_tokens": max_new_tokens,
+        "stop": list(stop),
+        "include_stop_str_in_output": True,
+        "skip_special_tokens": False,  # tags are special tokens in the testbed vocabulary
+        "spaces_between_special_tokens": False,
+        "logprobs": 0,  # the sampled token only
+    }
+
+
+def finish_of(reason: str | None, stop_reason: object) -> Finish:
+    """vLLM's `finish_reason` ("stop" for EOS and stop strings alike, "length") as ours."""
+    if reason == "length":
+        return "length"
+    return "stop" if isinstance(stop_reason, str) else "eos"
+
+
+def _safetensors(path: str) -> Iterator[tuple[str, Any]]:
+    from safetensors.torch import load_file
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        yield from load_file(str(file)).items()
+
+
+def _reload_from_dir(worker: Any, path: str) -> None:
+    """Runs inside every vLLM worker (collective_rpc passes the worker as first argument)."""
+    worker.model_runner.model.load_weights(weights=_safetensors(path))
+
+
+class VllmEngine:
+    """`Engine` on vLLM: one `LLM`, batched like the torch engine, weights reloaded in place."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        vllm = import_vllm()
+        self._vllm = vllm
+        self.settings = settings
+        kwargs: dict[str, Any] = {"gpu_memory_utilization": settings.gpu_memory_utilization,
+                                  "seed": settings.seed or 0}
+        if settings.max_model_len:
+            kwargs["max_model_len"] = settings.max_model_len
+        if settings.dtype != "auto":
+            kwargs["dtype"] = settings.dtype
+        self.llm = vllm.LLM(model=settings.model_path, **kwargs)
+        self.tokenizer = load_tokenizer(settings.model_path)
+        self.version = settings.version
+        self._lock = threading.Lock()
+        self._scheduler = BatchScheduler(self._run_batch, max_rows=settings.max_batch_size,
+                                         window_s=settings.batch_window_ms / 1000)
+
+    def load_weights(self, path: str, version: int) -> None:
+        with self._lock:
+            self.llm.collective_rpc(_reload_from_dir, args=(path,))
+            self.llm.reset_prefix_cache()
+            self.version = version
+
+    async def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
+                       stop: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        if not prompts:
+            return []
+        request = GenerateRequest(prompts, sampling, tuple(stop), max_new_tokens)
+        return await self._scheduler.submit(request)
+
+    def _run_batch(self, batch: list[GenerateRequest]) -> list[list[Generation]]:
+        prompts, params = [], []
+        for r in batch:
+            p = self._vllm.SamplingParams(**sampling_kwargs(r.sampling, r.stop, r.max_new_tokens))
+            for ids in r.prompts:
+                prompts.append({"prompt_token_ids": list(ids)})
+                params.append(p)
+        with self._lock:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        gens = [self._generation(o.outputs[0]) for o in outputs]
+        results, i = [], 0
+        for r in batch:
+            results.append(gens[i: i + len(r.prompts)])
+            i += len(r.prompts)
+        return results
+
+    @staticmethod
+    def _generation(out: Any) -> Generation:
+        logprobs = None
+        if out.logprobs is not None:
+            logprobs = [step[t].logprob for t, step in zip(out.token_ids, out.logprobs,
+                                                             strict=True)]
+        return Generation(list(out.token_ids), out.text,
+                          finish_of(out.finish_reason, out.stop_reason), logprobs)
