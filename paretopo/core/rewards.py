@@ -153,27 +153,83 @@ def exact_match(prediction: str | None, golds: str | Sequence[str]) -> float:
     return float(any(pred == normalize_answer(g) for g in gold_list))
 
 
-def _gold_text(gold: Any) -> str:
-    # AMC-style golds arrive as floats (27.0); an integral float is written as the integer.
+def gold_text(gold: Any) -> str:
+    """A gold answer as text: an integral float (AMC's ``27.0``) is written as the integer.
+
+    Examples
+    --------
+    >>> gold_text(27.0), gold_text(2.5), gold_text(" 3 ")
+    ('27', '2.5', '3')
+    """
     if isinstance(gold, float | np.floating) and float(gold).is_integer():
         return str(int(gold))
-    return str(gold)
+    return str(gold).strip()
+
+
+# Kept for callers of the old private name.
+_gold_text = gold_text
+
+# Outer math delimiters an answer may come wrapped in; `\$` (an escaped dollar, a currency
+# sign inside the answer) is not a delimiter.
+_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+
+
+def strip_math_delimiters(text: str) -> str:
+    """``text`` without one outer pair of math delimiters (``$…$``, ``\\(…\\)`` …), stripped.
+
+    Examples
+    --------
+    >>> strip_math_delimiters(" $x^2$ "), strip_math_delimiters("$1$ or $2$")
+    ('x^2', '$1$ or $2$')
+    """
+    s = text.strip()
+    for left, right in _DELIMITERS:
+        inner = s[len(left) : len(s) - len(right)]
+        if (
+            len(s) >= len(left) + len(right)
+            and s.startswith(left)
+            and s.endswith(right)
+            and not s.endswith("\\" + right)
+            and left not in inner  # "$a$ and $b$" is two spans, not one wrapped answer
+        ):
+            return inner.strip()
+    return s
 
 
 def _parse(text: str, timeout: int | None) -> list[Any]:
-    parsed = parse(text, parsing_timeout=timeout)
-    if not parsed and "$" not in text and "\\boxed" not in text:
-        # Bare LaTeX such as \sqrt{2} is only recognised inside math delimiters.
-        parsed = parse(f"${text}$", parsing_timeout=timeout)
-    return parsed
+    """Parse one answer (already extracted from a completion) with math-verify.
+
+    An answer is read as the content of a ``\\boxed{}``: math-verify then takes the whole
+    expression (a tuple, an interval, a matrix, ``3\\sqrt{13}``) instead of the first number
+    it finds in bare text. Falls back to ``$…$`` and then to the raw text (unbalanced braces).
+    """
+    if "\\boxed" in text:
+        return parse(text, parsing_timeout=timeout)
+    inner = strip_math_delimiters(text)
+    for candidate in (f"\\boxed{{{inner}}}", f"${inner}$", text):
+        parsed = parse(candidate, parsing_timeout=timeout)
+        if parsed:
+            return parsed
+    return []
 
 
-def math_equal(prediction: str | None, gold: Any) -> bool:
+def math_equal(
+    prediction: str | None, gold: Any, *, timeout_s: int | None = _MATH_TIMEOUT_S
+) -> bool:
     """Whether ``prediction`` is mathematically equivalent to ``gold`` (math-verify).
 
-    The gold answer is parsed first and passed first (``verify`` is asymmetric). Never
+    The gold answer is parsed first and passed first (``verify`` is asymmetric). Both are
+    answers, not whole completions (see `extract_answer`); harmless rewrites (spacing,
+    ``\\dfrac`` for ``\\frac``, ``$…$`` wrapping, ``27.0`` for ``27``) compare equal. Never
     raises: unparsable or over-long input (> ``MAX_MATH_ANSWER_CHARS``) is simply wrong.
-    Works from any thread: math-verify's SIGALRM timeouts are used only in the main thread.
+
+    Parameters
+    ----------
+    timeout_s : int or None
+        Seconds allowed for each parse and for the comparison (math-verify's SIGALRM
+        timeouts; a timeout means "not equal"). Python only delivers SIGALRM to the main
+        thread, so from any other thread the comparison runs unbounded: a caller that must
+        bound it there runs it in a child process (``paretopo.graders.MathGrader``).
 
     Examples
     --------
@@ -182,10 +238,11 @@ def math_equal(prediction: str | None, gold: Any) -> bool:
     """
     if prediction is None:
         return False
-    gold_str = _gold_text(gold)
+    gold_str = gold_text(gold)
     if len(prediction) > MAX_MATH_ANSWER_CHARS or len(gold_str) > MAX_MATH_ANSWER_CHARS:
         return False
-    timeout = _MATH_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+    in_main = threading.current_thread() is threading.main_thread()
+    timeout = timeout_s if in_main and timeout_s else None
     try:
         gold_parsed = _parse(gold_str, timeout)
         pred_parsed = _parse(prediction, timeout)

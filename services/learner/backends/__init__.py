@@ -1,0 +1,30 @@
+"""Training backends: `torch` (CPU or one GPU) and `deepspeed` (ZeRO 2/3, imported only
+when chosen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.learner.backends.base import Backend, UpdateStats, policy_update, recompute_logprobs
+from services.learner.config import BackendConfig, OptimConfig
+
+__all__ = ["Backend", "UpdateStats", "build_backend", "policy_update", "recompute_logprobs"]
+
+
+def build_backend(model_path: Path, optim: OptimConfig, backend: BackendConfig) -> Backend:
+    """Load the policy at `model_path` (HF format) onto the chosen backend."""
+    import torch
+
+    from paretopo.testbed.model import load_policy
+
+    torch.set_num_threads(backend.threads)
+    if backend.name == "deepspeed":
+        from services.learner.backends.deepspeed_backend import DeepSpeedBackend, import_deepspeed
+
+        import_deepspeed()  # fail before loading weights when it is missing
+        model, tokenizer = load_policy(model_path)
+        return DeepSpeedBackend(model, tokenizer, optim, backend)
+    from services.learner.backends.torch_backend import TorchBackend
+
+    model, tokenizer = load_policy(model_path)
+    return TorchBackend(model, tokenizer, optim, device=backend.device)

@@ -1,0 +1,121 @@
+"""What the learner needs from a training backend, and the update step written once over it.
+
+A backend owns the model and the optimizer: it runs a forward pass, a backward pass and an
+optimizer step, and saves/restores its state. `policy_update` is the GRPO/DAPO update of
+`algorithm.md` ("Policy loss") on top of those three primitives, so torch and DeepSpeed run
+exactly the same maths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from paretopo.config import LossConfig
+from paretopo.core.loss import dapo_policy_loss
+from services.learner.batch import PolicyBatch, chunks, token_logprobs
+
+
+class Backend(Protocol):
+    """A policy plus its optimizer on some device(s)."""
+
+    device: torch.device
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Forward pass (N, T) -> (N, T, V), differentiable when grad is enabled."""
+
+    def train(self, mode: bool) -> None:
+        """Training or evaluation mode (dropout)."""
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradient of `loss`."""
+
+    def step(self) -> float:
+        """Clip, apply and zero the accumulated gradient; returns the pre-clip grad norm."""
+
+    def save_policy(self, path: Path) -> None:
+        """Write the weights in Hugging Face format (with the tokenizer) into `path`."""
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state dict (for checkpoints)."""
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Restore `optimizer_state()`."""
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    """Means over the optimizer steps of one training step (token-weighted where per token)."""
+
+    loss: float
+    clip_fraction: float
+    approx_kl: float
+    entropy: float
+    grad_norm: float
+    tokens: int
+    optimizer_steps: int
+
+
+@torch.no_grad()
+def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: int,
+                       ) -> torch.Tensor:
+    """log π_old (N, T-1) of the rollout tokens under the backend's current policy."""
+    backend.train(False)
+    out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
+    for part in chunks(len(batch), micro_batch_size):
+        sub = batch.rows(part).to(backend.device)
+        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids)
+        out[part, : logp.shape[1]] = logp.float().cpu()
+    return out
+
+
+def policy_update(
+    backend: Backend,
+    batch: PolicyBatch,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    loss: LossConfig,
+    *,
+    mini_batches: int,
+    micro_batch_size: int,
+) -> UpdateStats:
+    """DAPO update: `mini_batches` optimizer steps, each over a slice of the trajectories,
+    accumulated over micro-batches; each micro-batch loss is weighted by its share of the
+    mini-batch's generated tokens, so the result is the token-level mean over the whole
+    mini-batch whatever the micro-batch size."""
+    backend.train(True)
+    totals = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0}
+    grad_norms, tokens_seen = [], 0
+    for mini in chunks(len(batch), -(-len(batch) // mini_batches)):
+        mini_ids = torch.arange(len(batch))[mini]
+        mini_tokens = int(batch.loss_mask[mini].sum())
+        if mini_tokens == 0:
+            continue
+        for part in chunks(len(mini_ids), micro_batch_size):
+            rows = mini_ids[part]
+            sub = batch.rows(rows).to(backend.device)
+            n_tok = int(sub.loss_mask.sum())
+            if n_tok == 0:
+                continue
+            width = sub.loss_mask.shape[1]
+            logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
+                                           sub.input_ids)
+            value, stats = dapo_policy_loss(
+                logp, old_logp[rows, :width].to(logp.device), advantages[rows].to(logp.device),
+                sub.loss_mask, loss.eps_low, loss.eps_high)
+            backend.backward(value * (n_tok / mini_tokens))
+            totals["loss"] += value.item() * n_tok
+            totals["clip"] += stats.clip_fraction * n_tok
+            totals["kl"] += stats.approx_kl * n_tok
+            totals["entropy"] += float(entropy[sub.loss_mask].sum())
+            tokens_seen += n_tok
+        grad_norms.append(backend.step())
+    denom = max(tokens_seen, 1)
+    return UpdateStats(
+        loss=totals["loss"] / denom, clip_fraction=totals["clip"] / denom,
+        approx_kl=totals["kl"] / denom, entropy=totals["entropy"] / denom,
+        grad_norm=sum(grad_norms) / max(len(grad_norms), 1), tokens=tokens_seen,
+        optimizer_steps=len(grad_norms))

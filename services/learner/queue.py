@@ -1,0 +1,47 @@
+"""The learner's side of the rollout queue: enqueue `RolloutJob`s on the shared jobs stream,
+read this run's `GroupResult`s through the rollout service's `read_groups` (consumer group
+`LEARNER_GROUP`, duplicates dropped, acknowledged)."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from paretopo.jobs import GroupResult, RolloutJob, encode
+from paretopo.streams import LEARNER_GROUP, WORKERS_GROUP, RolloutKeys
+from services.rollout.results import ensure_group, read_groups
+
+
+class RolloutQueue:
+    """Jobs out, groups in, for one run; `queue_s` accumulates the time spent in Redis
+    calls and (de)serialisation outside blocking waits (the price of the service split)."""
+
+    def __init__(self, redis: Redis, keys: RolloutKeys, run_id: str, consumer: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.run_id = run_id
+        self.consumer = consumer
+        self.queue_s = 0.0
+
+    async def ensure_groups(self) -> None:
+        await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
+        await ensure_group(self.redis, self.keys.results(self.run_id), LEARNER_GROUP)
+
+    async def enqueue(self, jobs: list[RolloutJob]) -> None:
+        if not jobs:
+            return
+        start = time.perf_counter()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.xadd(self.keys.jobs, {"data": encode(job)})
+            await pipe.execute()
+        self.queue_s += time.perf_counter() - start
+
+    async def read(self, count: int, block_ms: int) -> tuple[list[GroupResult], float]:
+        """Up to `count` groups, blocking at most `block_ms`; also returns the seconds the
+        call took (the caller splits it into waiting and queue overhead)."""
+        start = time.perf_counter()
+        groups = await read_groups(self.redis, self.keys, self.run_id, self.consumer, count,
+                                   block_ms)
+        return groups, time.perf_counter() - start
