@@ -116,7 +116,8 @@ def test_config_secret_volume_and_scaling_objects(values_name: str) -> None:
     assert secret["stringData"]["write-token"] == INSTALL_VALUES["archive"]["writeToken"]
     learner = workloads(objects)["learner"]["spec"]["template"]["spec"]
     assert learner["volumes"][0]["configMap"]["name"] == run["metadata"]["name"]
-    assert env_of(learner["containers"][0])["PARETOPO_LEARNER_ARCHIVE_TOKEN"] == {
+    archive = workloads(objects)["archive"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(archive)["PARETOPO_ARCHIVE_WRITE_TOKEN"] == {
         "secretKeyRef": {"name": secret["metadata"]["name"], "key": "write-token"}}
     pvc = by_kind(objects, "PersistentVolumeClaim")
     assert list(pvc) == ["demo-paretopo-data"]

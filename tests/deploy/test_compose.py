@@ -76,7 +76,7 @@ def test_gpu_reservations_and_profiles() -> None:
     for name in CPU_SERVICES:
         assert services[name]["profiles"] == ["cpu"]
         assert "resources" not in services[name].get("deploy", {}), name
-        assert services[name]["environment"].get("PARETOPO_ROLLOUT_DEVICE", "cpu") == "cpu"
+        assert services[name].get("environment", {}).get("PARETOPO_ROLLOUT_DEVICE", "cpu") == "cpu"
     always = {n for n, s in services.items() if "profiles" not in s}
     assert always == {"redis", "archive", "executor", "search-index", "search"}
 
