@@ -87,6 +87,7 @@ class Learner:
         self.eval_buffer: dict[str, GroupResult] = {}
         self.timings: dict[str, float] = {}
         self.evaluations: list[dict[str, float]] = []
+        self._wait_key = "wait"  # waits during validation count as eval time instead
 
     # ---------------------------------------------------------------- set-up
     async def open(self) -> None:
@@ -162,7 +163,7 @@ class Learner:
     async def _read_some(self, count: int) -> None:
         """Read up to `count` groups into the train/eval buffers; ignore foreign results."""
         groups, seconds = await self.queue.read(count, READ_BLOCK_MS)
-        self._add("wait", seconds)
+        self._add(self._wait_key, seconds)
         for g in groups:
             if g.kind is JobKind.EVAL and g.job_id in self.eval_buffer:
                 self.eval_buffer[g.job_id] = g
@@ -284,9 +285,11 @@ class Learner:
 
         evaluated = None
         if self.state.step % self.config.eval.every == 0:
-            start = time.perf_counter()
+            start, self._wait_key = time.perf_counter(), "eval_wait"
             evaluated = await self.validate()
+            self._wait_key = "wait"
             self._add("eval", time.perf_counter() - start)
+            self.timings.pop("eval_wait", None)
         self.timings["queue"] = self.queue.queue_s - queue_before
         metrics = self._metrics(groups, acc, rewards, stats, len(groups) - len(kept), stale,
                                 lag, evaluated, time.perf_counter() - t0)

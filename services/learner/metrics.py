@@ -143,7 +143,10 @@ def console_line(m: StepMetrics) -> str:
     w = ",".join(f"{x:.2f}" for x in m.weights)
     ev = ""
     if m.eval_objectives:
-        ev = " val=" + ",".join(f"{k[:4]}={v:.2f}" for k, v in m.eval_objectives.items())
+        short = {"accuracy": "EM", "tool_efficiency": "r_tool", "length_efficiency": "r_len",
+                 "tool_calls": "#Tool"}
+        ev = " | val " + " ".join(f"{short.get(k, k)}={v:.2f}"
+                                  for k, v in m.eval_objectives.items())
     return (f"step {m.step} S{m.stage} EM={m.em:.2f} #Tool={m.tool_calls:.2f} "
             f"r_tool={m.r_tool:.2f} loss={m.loss:+.3f} HV={m.hypervolume:.3f} w=[{w}] "
             f"rho={m.rho:.2f} drop={m.groups_dropped} {m.step_s:.1f}s{ev}")

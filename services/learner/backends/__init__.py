@@ -14,9 +14,11 @@ __all__ = ["Backend", "UpdateStats", "build_backend", "policy_update", "recomput
 def build_backend(model_path: Path, optim: OptimConfig, backend: BackendConfig) -> Backend:
     """Load the policy at `model_path` (HF format) onto the chosen backend."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from paretopo.testbed.model import load_policy
 
+    hf_logging.disable_progress_bar()  # one bar per saved version would flood the console
     torch.set_num_threads(backend.threads)
     if backend.name == "deepspeed":
         from services.learner.backends.deepspeed_backend import DeepSpeedBackend, import_deepspeed
