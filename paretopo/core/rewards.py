@@ -202,10 +202,12 @@ def _parse(text: str, timeout: int | None) -> list[Any]:
     An answer is read as the content of a ``\\boxed{}``: math-verify then takes the whole
     expression (a tuple, an interval, a matrix, ``3\\sqrt{13}``) instead of the first number
     it finds in bare text. Falls back to ``$…$`` and then to the raw text (unbalanced braces).
+    Runs of white space are collapsed first.
     """
     if "\\boxed" in text:
         return parse(text, parsing_timeout=timeout)
-    inner = strip_math_delimiters(text)
+    # LaTeX reads a run of white space as one space; math-verify does not always.
+    inner = " ".join(strip_math_delimiters(text).split())
     for candidate in (f"\\boxed{{{inner}}}", f"${inner}$", text):
         parsed = parse(candidate, parsing_timeout=timeout)
         if parsed:
