@@ -164,3 +164,127 @@ def _register_stack_commands() -> None:
 
 
 _register_stack_commands()
+
+
+# ---- benchmarks: `paretopo data ...` and `paretopo eval-bench` --------------------------------
+
+data_app = typer.Typer(help="The paper's benchmark files: list, inspect, check.")
+app.add_typer(data_app, name="data")
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Shared data directory (env PARETOPO_SHARED_DATA)."),
+]
+
+
+@data_app.command("list")
+def data_list(data_dir: DataDirOpt = None) -> None:
+    """List the named benchmarks, their files, kinds and row counts."""
+    from paretopo.datasets import BENCHMARKS, DatasetError, load_benchmark, shared_data_dir
+
+    root = data_dir or shared_data_dir()
+    for name, b in BENCHMARKS.items():
+        try:
+            rows: int | str = len(load_benchmark(name, data_dir=root))
+        except DatasetError as err:
+            rows = f"unavailable ({err})"
+        typer.echo(f"{name:14} {b.kind:5} {b.tool_format:10} {rows}  {root / b.path}")
+
+
+@data_app.command("show")
+def data_show(
+    benchmark: Annotated[str, typer.Argument(help="Benchmark name or file (.jsonl/.parquet).")],
+    limit: Annotated[int, typer.Option("--limit", help="Records to print.")] = 3,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Print the first records of a benchmark as JSON lines (fails naming a bad line)."""
+    from paretopo.datasets import DatasetError, load_benchmark
+
+    try:
+        records = load_benchmark(benchmark, data_dir=data_dir, limit=limit)
+    except DatasetError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    for rec in records:
+        typer.echo(rec.model_dump_json())
+
+
+@app.command("eval-bench")
+def eval_bench(
+    model: Annotated[Path, typer.Option("--model", help="HF causal LM checkpoint directory.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Benchmark name or file.")],
+    limit: Annotated[int | None, typer.Option("--limit", help="First N questions.")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Prompt template: torl or search_r1.")
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", help="Executor host:port; default: start one.")
+    ] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Search host:port.")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-G", help="Samples per question.")] = 1,
+    engine: Annotated[str, typer.Option("--engine", help="torch or vllm.")] = "torch",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (torch).")] = "cpu",
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per turn.")] = 512,
+    max_completion_tokens: Annotated[int, typer.Option(help="Tokens per trajectory.")] = 3072,
+    max_tool_calls: Annotated[
+        int | None, typer.Option(help="Calls per trajectory (default: the format's anchor).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = 0,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight.")] = 4,
+    out: Annotated[Path | None, typer.Option("--out", help="Report JSON path.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Evaluate a checkpoint on a benchmark: EM and #Tool (the paper's metrics), mean r_tool."""
+    import time
+
+    from tqdm import tqdm
+
+    from paretopo.datasets import BENCHMARKS, DatasetError, TaskKind, load_benchmark
+    from paretopo.datasets.evaluation import (
+        EvalSettings,
+        evaluate_records,
+        start_local_executor,
+    )
+    from paretopo.jobs import SamplingParams
+    from paretopo.templates import prompt_template
+
+    try:
+        records = load_benchmark(dataset, data_dir=data_dir, limit=limit)
+    except DatasetError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    if fmt is None:
+        known = BENCHMARKS.get(dataset)
+        qa = known.kind is TaskKind.QA if known else records[0].kind is TaskKind.QA
+        fmt = "search_r1" if qa else "torl"
+    template = prompt_template(fmt)
+    calls = template.tool_format.default_max_tool_calls if max_tool_calls is None else (
+        max_tool_calls)
+    sampling = SamplingParams(
+        temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+        max_completion_tokens=max_completion_tokens,
+        max_tool_calls=4 if calls is None else calls)
+    out = out or Path("runs/eval") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    uses_python = any(c.tool == "python" for c in template.tool_format.calls)
+    server = None
+    if executor is None and uses_python:
+        server, executor = start_local_executor(out.parent)
+    settings = EvalSettings(
+        model_path=str(model), engine=engine, device=device, executor=executor, search=search,
+        samples=samples, concurrency=concurrency, sampling=sampling)
+    try:
+        with tqdm(total=len(records), desc=f"{dataset} ({fmt})", unit="q") as bar:
+            report = evaluate_records(Path(dataset).stem, records, template, settings,
+                                      on_done=lambda _: bar.update(1))
+    finally:
+        if server is not None:
+            server.stop()
+    out.write_text(report.model_dump_json(indent=2))
+    typer.echo(f"{'benchmark':14} {'n':>5} {'EM':>7} {'#Tool':>7} {'r_tool':>7}")
+    typer.echo(f"{report.benchmark:14} {report.n_questions:>5} {100 * report.em:>6.1f}% "
+               f"{report.mean_tool_calls:>7.2f} {report.mean_r_tool:>7.3f}")
+    if report.failed_questions:
+        typer.echo(f"{report.failed_questions} question(s) could not be rolled out (see report)")
+    typer.echo(f"report: {out}")

@@ -1,0 +1,173 @@
+"""Evaluate a checkpoint on a benchmark with the rollout service's own agent loop.
+
+Prompts come from `paretopo.templates`, trajectories from `services.rollout.agent.AgentLoop`
+(in-process, the PyTorch or vLLM engine, real tool services over gRPC), verdicts from
+`paretopo.graders`. Reports the paper's two metrics, EM (share of correct trajectories) and
+#Tool (mean tool calls per trajectory), plus mean r_tool (Eq. 4) with n*(q) taken as the
+fewest calls among the question's correct samples in this evaluation (unknown: r_tool = 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from paretopo.core.rewards import tool_efficiency
+from paretopo.datasets.records import Record
+from paretopo.graders import Grader
+from paretopo.jobs import SamplingParams, TrajectoryRecord
+from paretopo.process import ManagedProcess
+from paretopo.templates import PromptTemplate, render_prompt
+
+
+class EvalSettings(BaseModel):
+    """What `evaluate_records` runs with (the tool targets are host:port of gRPC servers)."""
+
+    model_path: str = Field(description="Hugging Face causal LM checkpoint directory.")
+    engine: str = Field("torch", description="torch or vllm.")
+    device: str = Field("cpu", description="cpu or cuda (torch engine).")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads.")
+    executor: str | None = Field(None, description="Python executor gRPC target.")
+    search: str | None = Field(None, description="Search service gRPC target.")
+    search_top_k: int = Field(3, ge=1, description="Passages per search call.")
+    tool_timeout_s: float = Field(30.0, gt=0, description="Deadline of one tool call.")
+    samples: int = Field(1, ge=1, description="Trajectories per question (G).")
+    concurrency: int = Field(4, ge=1, description="Questions rolled out at once.")
+    grade_timeout_s: float = Field(5.0, gt=0, description="Time limit of one comparison.")
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+
+
+class ItemResult(BaseModel):
+    """One question's trajectories, as saved in the report."""
+
+    id: str
+    golds: list[str]
+    answers: list[str | None] = Field(default_factory=list)
+    correct: list[bool] = Field(default_factory=list)
+    tool_calls: list[int] = Field(default_factory=list)
+    r_tool: list[float] = Field(default_factory=list)
+    finish_reasons: list[str] = Field(default_factory=list)
+    error: str | None = None  # the question could not be rolled out (e.g. prompt too long)
+
+
+class EvalReport(BaseModel):
+    """The saved result of one evaluation."""
+
+    benchmark: str
+    model: str
+    template: str
+    n_questions: int
+    samples_per_question: int
+    em: float = Field(description="Share of correct trajectories (paper: EM).")
+    mean_tool_calls: float = Field(description="Mean tool calls per trajectory (paper: #Tool).")
+    mean_r_tool: float = Field(description="Mean r_tool (Eq. 4), n* from this evaluation.")
+    finish_reasons: dict[str, int]
+    failed_questions: int
+    wall_s: float
+    items: list[ItemResult]
+
+
+def _score(rec: Record, trajs: Sequence[TrajectoryRecord], grader: Grader) -> ItemResult:
+    correct = [grader.check(t.answer, rec.golds, rec.kind).correct for t in trajs]
+    calls = [t.n_tool_calls for t in trajs]
+    solved = [c for c, ok in zip(calls, correct, strict=True) if ok]
+    n_star = min(solved) if solved else -1
+    return ItemResult(
+        id=rec.id, golds=rec.golds, answers=[t.answer for t in trajs], correct=correct,
+        tool_calls=calls,
+        r_tool=[float(tool_efficiency(c, n_star)) if ok else 0.0
+                for c, ok in zip(calls, correct, strict=True)],
+        finish_reasons=[t.finish_reason for t in trajs],
+    )
+
+
+def summarise(benchmark: str, settings: EvalSettings, template: str, items: list[ItemResult],
+              wall_s: float) -> EvalReport:
+    """Aggregate per-question results; failed questions count as wrong with no tool calls."""
+    n = settings.samples
+    total = len(items) * n or 1
+    return EvalReport(
+        benchmark=benchmark, model=settings.model_path, template=template,
+        n_questions=len(items), samples_per_question=n,
+        em=sum(sum(i.correct) for i in items) / total,
+        mean_tool_calls=sum(sum(i.tool_calls) for i in items) / total,
+        mean_r_tool=sum(sum(i.r_tool) for i in items) / total,
+        finish_reasons=dict(Counter(r for i in items for r in i.finish_reasons)),
+        failed_questions=sum(i.error is not None for i in items),
+        wall_s=wall_s, items=items,
+    )
+
+
+async def _run(records: Sequence[Record], template: PromptTemplate, settings: EvalSettings,
+               on_done: Callable[[ItemResult], None], engine: Any) -> list[ItemResult]:
+    from services.rollout.agent import AgentLoop
+    from services.rollout.engine import EngineSettings, build_engine
+    from services.rollout.tools import ToolClients
+
+    if engine is None:
+        engine = build_engine(EngineSettings(
+            kind=settings.engine, model_path=settings.model_path, device=settings.device,
+            threads=settings.threads))
+    tools = ToolClients(settings.executor, settings.search, timeout_s=settings.tool_timeout_s,
+                        search_top_k=settings.search_top_k)
+    loop = AgentLoop(engine, tools, template.tool_format)
+    gate = asyncio.Semaphore(settings.concurrency)
+
+    async def one(rec: Record, grader: Grader) -> ItemResult:
+        async with gate:
+            try:
+                prompt = render_prompt(template, rec.question, engine.tokenizer)
+                trajs = await loop.run(prompt, settings.samples, settings.sampling)
+                # Grading may wait on a child process: keep it off the event loop.
+                result = await asyncio.to_thread(_score, rec, trajs, grader)
+            except ValueError as err:  # the engine refused the prompt (too long, empty)
+                result = ItemResult(id=rec.id, golds=rec.golds, error=str(err))
+        on_done(result)
+        return result
+
+    try:
+        with Grader(timeout_s=settings.grade_timeout_s) as grader:
+            return list(await asyncio.gather(*(one(r, grader) for r in records)))
+    finally:
+        await tools.close()
+
+
+def evaluate_records(
+    benchmark: str, records: Sequence[Record], template: PromptTemplate, settings: EvalSettings,
+    *, on_done: Callable[[ItemResult], Any] = lambda _: None, engine: Any = None,
+) -> EvalReport:
+    """Roll out every record ``settings.samples`` times, grade, and summarise.
+
+    ``engine`` (an `services.rollout.engine.Engine`) defaults to the one ``settings`` names.
+    """
+    start = time.perf_counter()
+    items = asyncio.run(_run(records, template, settings, on_done, engine))
+    return summarise(benchmark, settings, template.name, items, time.perf_counter() - start)
+
+
+def start_local_executor(log_dir: Path, *, workers: int = 2) -> tuple[ManagedProcess, str]:
+    """A local executor server as a child process, serving, and its gRPC target.
+
+    The caller stops it (``proc.stop()``); its log is ``log_dir / "executor.log"``.
+    """
+    from paretopo.healthcheck import grpc_serving
+    from paretopo.netutil import free_port
+
+    port, metrics_port = free_port(), free_port()
+    proc = ManagedProcess.python_module(
+        "executor", "services.tools.executor", "--port", str(port), "--metrics-port",
+        str(metrics_port), "--workers", str(workers), log_path=log_dir / "executor.log")
+    proc.start()
+    target = f"127.0.0.1:{port}"
+    try:
+        proc.wait_until(lambda: grpc_serving(target), timeout=90)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, target
