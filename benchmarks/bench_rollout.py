@@ -1,0 +1,158 @@
+"""Rollout benchmark: engine tokens/s against `transformers.generate`, and trajectories/s
+with tool calls for 1 vs N worker processes.
+
+    .venv/bin/python benchmarks/bench_rollout.py [--batch 32] [--new-tokens 64] [--workers 4]
+
+1. Engine: the testbed policy (default `ModelConfig`, random weights) decodes the same batch of
+   prompts with our `TorchEngine` and with `model.generate` (both KV-cached, no stop strings,
+   EOS suppressed by forcing min length so both generate exactly `--new-tokens` per row);
+   greedy and sampled (T=1, top-p 0.95). Reported: generated tokens/s and the ratio.
+2. Workers: real Redis, a real executor server, worker processes (`python -m services.rollout`)
+   with the same random policy; jobs whose prompt ends with an opened `<python>` call, sampled
+   greedily with a per-turn budget, so every trajectory is cut or calls a tool depending on the
+   policy. The policy is *not* SFT'd (random weights): tool calls per trajectory are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from paretopo.jobs import SamplingParams
+from paretopo.testbed.model import build_model, save_policy
+from paretopo.testbed.prompts import render_prompt
+from paretopo.testbed.tokenizer import build_tokenizer
+from services.rollout.engine import EngineSettings
+from services.rollout.torch_engine import TorchEngine
+
+
+def engine_bench(policy: Path, batch: int, new_tokens: int, repeats: int) -> list[str]:
+    engine = TorchEngine(EngineSettings(model_path=str(policy), seed=0))
+    tok, model = engine.tokenizer, engine.model
+    texts = [render_prompt("calc", f"What is {i} * {i + 7} + {3 * i}?") for i in range(batch)]
+    prompts = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    lines = []
+    for label, params in (("greedy", SamplingParams(temperature=0.0)),
+                          ("sampled T=1 top-p 0.95", SamplingParams(temperature=1.0, top_p=0.95))):
+        ours, hf = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            gens = engine.generate_sync(prompts, params, [], new_tokens)
+            ours.append(sum(len(g.token_ids) for g in gens) / (time.perf_counter() - start))
+            sample = params.temperature > 0
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                     do_sample=sample, top_p=0.95 if sample else None,
+                                     temperature=1.0 if sample else None, top_k=None,
+                                     pad_token_id=tok.pad_token_id)
+            n = (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+            hf.append(n / (time.perf_counter() - start))
+        o, h = statistics.median(ours), statistics.median(hf)
+        lines.append(f"| {label} | {batch} | {new_tokens} | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
+    return lines
+
+
+def workers_bench(policy: Path, n_workers_list: list[int], jobs: int, group: int) -> list[str]:
+    import sys
+
+    from redis.asyncio import Redis
+
+    from paretopo.jobs import RolloutJob, encode
+    from paretopo.policy_store import PolicyPointer, point_to
+    from paretopo.process import ManagedProcess
+    from paretopo.redis_server import EmbeddedRedis
+    from paretopo.streams import RolloutKeys
+    from services.rollout.results import read_groups
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "tests" / "integration" / "executor"))
+    from conftest import start_executor, stop  # the executor tests' launcher
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+    executor = start_executor(tmp, workers=2)
+    lines = []
+    try:
+        for n_workers in n_workers_list:
+            redis_server = EmbeddedRedis(tmp / f"redis-{n_workers}").start()
+            keys = RolloutKeys()
+            procs = [ManagedProcess.python_module(
+                f"w{i}", "services.rollout", "--redis-url", redis_server.url, "--http-port", "0",
+                "--executor", executor.target, "--threads", "1", "--worker-name", f"w{i}",
+                "--max-concurrent-jobs", "2", log_path=tmp / f"w{n_workers}-{i}.log",
+                cwd=str(repo)) for i in range(n_workers)]
+
+            async def run() -> tuple[float, float, float]:
+                redis = Redis.from_url(redis_server.url)
+                await point_to(redis, keys, "bench", PolicyPointer(1, str(policy)))
+                warm = RolloutJob(job_id="warm", run_id="bench", prompt_id="w", prompt="x",
+                                  n_samples=1, sampling=SamplingParams(max_new_tokens=2))
+                for p in procs:
+                    p.start()
+                for i in range(n_workers):  # every worker loads the policy before timing
+                    await redis.xadd(keys.jobs, {"data": encode(warm.model_copy(
+                        update={"job_id": f"warm{i}"}))})
+                got = 0
+                while got < n_workers:
+                    got += len(await read_groups(redis, keys, "bench", "b", 10, 1000))
+                prompt = render_prompt("calc", "What is 12 * 34?") + "<python>print(12*34)"
+                sampling = SamplingParams(temperature=1.0, max_new_tokens=48,
+                                          max_completion_tokens=160, max_tool_calls=2)
+                start = time.perf_counter()
+                for i in range(jobs):
+                    job = RolloutJob(job_id=f"j{i}", run_id="bench", prompt_id=f"p{i}",
+                                     prompt=prompt, n_samples=group, sampling=sampling)
+                    await redis.xadd(keys.jobs, {"data": encode(job)})
+                groups = []
+                while len(groups) < jobs:
+                    groups += await read_groups(redis, keys, "bench", "b", 10, 1000)
+                elapsed = time.perf_counter() - start
+                trajs = [t for g in groups for t in g.trajectories]
+                await redis.aclose()
+                return (len(trajs) / elapsed, statistics.fmean(t.n_tool_calls for t in trajs),
+                        elapsed)
+
+            try:
+                rate, calls, elapsed = asyncio.run(run())
+            finally:
+                for p in procs:
+                    p.stop()
+                redis_server.kill()
+            lines.append(f"| {n_workers} | {jobs} x {group} | {elapsed:.1f} | {rate:.1f} | "
+                         f"{calls:.2f} |")
+    finally:
+        stop(executor.proc)
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--jobs", type=int, default=16)
+    p.add_argument("--group", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tok = build_tokenizer()
+    policy = save_policy(build_model(tok), tok, Path(tempfile.mkdtemp()) / "policy")
+    print("| sampling | batch | new tokens/row | TorchEngine tok/s | HF generate tok/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(engine_bench(policy, args.batch, args.new_tokens, args.repeats)))
+    print()
+    print("| worker processes | jobs x G | seconds | trajectories/s | tool calls/traj |")
+    print("|---|---|---|---|---|")
+    print("\n".join(workers_bench(policy, [1, args.workers], args.jobs, args.group)))
+
+
+if __name__ == "__main__":
+    main()
