@@ -22,15 +22,15 @@ from statistics import fmean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/integration/learner"))
 
-from learner_stack import NAMESPACE, start_stack  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
+from learner_stack import NAMESPACE, start_stack
+from redis.asyncio import Redis
 
-from paretopo.jobs import GroupResult, decode  # noqa: E402
-from paretopo.streams import RolloutKeys  # noqa: E402
-from paretopo.testbed.model import build_model, save_policy  # noqa: E402
-from paretopo.testbed.tokenizer import build_tokenizer  # noqa: E402
-from services.learner.config import RunConfig  # noqa: E402
-from services.learner.loop import train  # noqa: E402
+from paretopo.jobs import GroupResult, decode
+from paretopo.streams import RolloutKeys
+from paretopo.testbed.model import build_model, save_policy
+from paretopo.testbed.tokenizer import build_tokenizer
+from services.learner.config import RunConfig
+from services.learner.loop import train
 
 
 async def replay_dequeue(redis_url: str, run_id: str) -> tuple[int, float, float]:
