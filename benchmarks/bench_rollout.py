@@ -89,8 +89,9 @@ def workers_bench(policy: Path, n_workers_list: list[int], jobs: int, group: int
                 "--max-concurrent-jobs", "2", log_path=tmp / f"w{n_workers}-{i}.log",
                 cwd=str(repo)) for i in range(n_workers)]
 
-            async def run() -> tuple[float, float, float]:
-                redis = Redis.from_url(redis_server.url)
+            async def run(redis_url: str, keys: RolloutKeys, procs: list[ManagedProcess],
+                          n_workers: int) -> tuple[float, float, float]:
+                redis = Redis.from_url(redis_url)
                 await point_to(redis, keys, "bench", PolicyPointer(1, str(policy)))
                 warm = RolloutJob(job_id="warm", run_id="bench", prompt_id="w", prompt="x",
                                   n_samples=1, sampling=SamplingParams(max_new_tokens=2))
@@ -120,7 +121,7 @@ def workers_bench(policy: Path, n_workers_list: list[int], jobs: int, group: int
                         elapsed)
 
             try:
-                rate, calls, elapsed = asyncio.run(run())
+                rate, calls, elapsed = asyncio.run(run(redis_server.url, keys, procs, n_workers))
             finally:
                 for p in procs:
                     p.stop()
