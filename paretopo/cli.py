@@ -157,10 +157,13 @@ def items(
 
 
 def _register_stack_commands() -> None:
+    from paretopo.cli_demo import bench, demo
     from paretopo.cli_stack import down, up
 
     app.command()(up)
     app.command()(down)
+    app.command()(demo)
+    app.command()(bench)
 
 
 _register_stack_commands()

@@ -1,0 +1,183 @@
+"""`paretopo demo` (the main job) and `paretopo bench` (every method, same seeds and budget)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from paretopo.core.advantages import ALGORITHMS
+from paretopo.demo import DemoOptions, DemoReport, report_markdown, run_demo
+from paretopo.report import markdown_table, plot_method_fronts
+from paretopo.stack import LocalStack, StackConfig, StackRunning
+
+console = Console()
+
+BASELINES = ("grpo", "otc_grpo", "mo_grpo", "fixed_weight", "paretopo")
+ABLATIONS = ("no_stage1", "no_stage2", "no_dynamic_weighting", "no_pareto_ranking")
+
+TaskOpt = Annotated[str, typer.Option("--task", help="Testbed task: calc or kbqa.")]
+MinutesOpt = Annotated[float, typer.Option("--minutes", help="RL wall-clock budget per run.")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps at most.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of data, warm start and sampling.")]
+ObjOpt = Annotated[int, typer.Option("--objectives", min=2, max=3,
+                                     help="2: accuracy, tool efficiency; 3: + length.")]
+
+
+def _live(opts: DemoOptions, title: str) -> tuple[DemoReport, LocalStack | None]:
+    """Run one demo with a progress bar over its time budget and a line per training step."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(f"{title}: warm start", total=opts.minutes * 60)
+        started = [time.monotonic()]
+
+        def on_phase(phase: str) -> None:
+            if phase == "training":
+                started[0] = time.monotonic()
+            progress.update(bar, description=f"{title}: {phase}")
+
+        def on_step(m: Any) -> None:
+            from services.learner.metrics import console_line
+
+            progress.console.print(console_line(m), highlight=False)
+            progress.update(bar, completed=time.monotonic() - started[0],
+                            description=f"{title}: step {m.step} (stage {m.stage})")
+
+        report, stack = run_demo(opts, on_step=on_step, on_phase=on_phase)
+        progress.update(bar, completed=opts.minutes * 60, description=f"{title}: done")
+    return report, stack
+
+
+def demo(
+    task: TaskOpt = "calc",
+    minutes: MinutesOpt = 6.0,
+    steps: StepsOpt = None,
+    seed: SeedOpt = 0,
+    objectives: ObjOpt = 2,
+    algorithm: Annotated[str, typer.Option(help="Method to train (see `paretopo bench`).")]
+    = "paretopo",
+    model: Annotated[Path | None, typer.Option(help="Starting checkpoint (default: warm start "
+                                                     "in runs/warm/<task>, made if absent).")]
+    = None,
+    home: Annotated[Path, typer.Option(help="Run outputs.")] = Path("runs/demo"),
+    keep_up: Annotated[bool, typer.Option(help="Keep the services (and the page) up until "
+                                                "Ctrl-C after the report.")] = False,
+    stage1_steps: Annotated[int | None, typer.Option(help="Override Stage-1 length.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
+    eval_prompts: Annotated[int | None, typer.Option(help="Validation prompts.")] = None,
+    group_size: Annotated[int | None, typer.Option("-G", help="Samples per prompt.")] = None,
+    prompts_per_step: Annotated[int | None, typer.Option(help="Prompts per step.")] = None,
+) -> None:
+    """Train a tool-using agent with ParetoPO through every service and report the outcome."""
+    if algorithm not in ALGORITHMS:
+        raise typer.BadParameter(f"{algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    opts = DemoOptions(task=task, algorithm=algorithm, minutes=minutes, max_steps=steps,
+                       seed=seed, objectives=objectives, model=model, home=home,
+                       stage1_steps=stage1_steps, eval_every=eval_every,
+                       eval_prompts=eval_prompts, group_size=group_size,
+                       prompts_per_step=prompts_per_step)
+    try:
+        report, stack = _live(opts, f"{algorithm} on {task}")
+    except (StackRunning, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(report_markdown(report), markup=False, highlight=False)
+    if stack is None:
+        return
+    try:
+        if keep_up:
+            _wait_for_ctrl_c(report.page)
+    finally:
+        stack.stop()
+
+
+def _wait_for_ctrl_c(page: str) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"services are up; archive page: [bold]{page}[/] — Ctrl-C stops them")
+    stop.wait()
+
+
+def bench(
+    tasks: Annotated[list[str], typer.Option("--task", help="Task(s); default both.")]
+    = ["calc", "kbqa"],  # noqa: B006 - typer reads the default, never mutates it
+    methods: Annotated[list[str] | None, typer.Option("--method", help="Method(s); default "
+                                                      "the baselines and paretopo.")] = None,
+    ablations: Annotated[bool, typer.Option(help="Also the four ParetoPO ablations.")] = False,
+    minutes: MinutesOpt = 4.0,
+    steps: StepsOpt = None,
+    seed: SeedOpt = 0,
+    objectives: ObjOpt = 2,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/bench"),
+) -> None:
+    """Train every method on every task with the same seeds, data and budget; write a table
+    shaped like the paper's (EM and #Tool per task, mean r_tool, hypervolume), a plot of
+    every method's front, and the raw numbers as JSON."""
+    chosen = list(methods or BASELINES) + (list(ABLATIONS) if ablations else [])
+    unknown = [m for m in chosen if m not in ALGORITHMS]
+    if unknown:
+        raise typer.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(ALGORITHMS)}")
+    out = out / time.strftime("%Y%m%d-%H%M%S")
+    stack = LocalStack(StackConfig(home=out / "stack", archive_grpc_port=0, archive_http_port=0,
+                                   executor_port=0, search_port=0, rollout_http_port=0))
+    with console.status("starting the services"):
+        stack.start()
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        for task in tasks:
+            for method in chosen:
+                opts = DemoOptions(task=task, algorithm=method, minutes=minutes, max_steps=steps,
+                                   seed=seed, objectives=objectives, home=out / "runs",
+                                   stack_home=out / "stack",
+                                   run_id=f"bench-{task}-{method}-s{seed}")
+                report, _ = _live(opts, f"{method} on {task}")
+                results.setdefault(task, {})[method] = asdict(report)
+    finally:
+        stack.stop()
+    _write_bench(out, tasks, chosen, results, seed, minutes, steps)
+
+
+def _write_bench(out: Path, tasks: list[str], methods: list[str],
+                 results: dict[str, dict[str, dict[str, Any]]], seed: int, minutes: float,
+                 steps: int | None) -> None:
+    header = ["Method"]
+    for task in tasks:
+        header += [f"{task} EM", f"{task} #Tool", f"{task} r_tool", f"{task} HV"]
+    rows = []
+    for method in methods:
+        row: list[Any] = [method]
+        for task in tasks:
+            r = results[task][method]
+            row += [r["end"]["em"], r["end"]["tool_calls"], r["end"]["tool_efficiency"],
+                    r["hypervolume"]]
+        rows.append(row)
+    table = markdown_table(header, rows)
+    budget = f"{minutes} min" + (f" / {steps} steps" if steps else "")
+    text = (f"Seed {seed}, budget {budget} of RL per run after the same warm start; "
+            f"validation EM and #Tool at the end of each run; HV of each run's archive.\n\n"
+            f"{table}\n")
+    (out / "table.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    for task in tasks:
+        any_run = next(iter(results[task].values()))
+        fronts = {m: [e_y(e, any_run["objectives"]) for e in results[task][m]["evaluations"]]
+                  for m in methods}
+        plot_method_fronts(fronts, any_run["objectives"], out / f"fronts-{task}.png",
+                           title=f"validation outcomes by method on {task}")
+    console.print(text, markup=False, highlight=False)
+    console.print(f"wrote {out}/table.md, results.json and fronts-*.png")
+
+
+def e_y(evaluation: dict[str, float], objectives: list[str]) -> list[float]:
+    """One validation record as its outcome vector."""
+    return [evaluation[k] for k in objectives]

@@ -1,0 +1,258 @@
+"""The main job: ParetoPO (or a baseline) on a testbed task through every service, then a report.
+
+`run_demo` warm-starts the tiny policy when no checkpoint exists, brings the local stack up
+(or joins the one `paretopo up` started), trains with the learner in this process while the
+rollout workers, tools and archive run as their own processes, validates at the end, and
+writes `report.json`, `report.md` and a PNG of the front over checkpoints. `paretopo bench`
+calls it once per method with the same seeds, data and budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretopo.report import Checkpoint, markdown_table, plot_front_over_checkpoints
+from paretopo.stack import LocalStack, StackConfig, StackState, running_stack
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+THIRD_OBJECTIVE = "length_efficiency"
+
+
+@dataclass
+class DemoOptions:
+    """What one demo run trains and for how long."""
+
+    task: str = "calc"
+    algorithm: str = "paretopo"
+    minutes: float = 6.0  # RL wall-clock budget (the warm start and final report come on top)
+    max_steps: int | None = None
+    seed: int = 0
+    objectives: int = 2
+    model: Path | None = None
+    home: Path = Path("runs/demo")
+    stack_home: Path = Path("runs/stack")
+    rollout_workers: int = 1
+    group_size: int | None = None
+    prompts_per_step: int | None = None
+    eval_every: int | None = None
+    eval_prompts: int | None = None
+    stage1_steps: int | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class DemoReport:
+    """What the run did, in the numbers the paper reports plus the archive's view."""
+
+    run_id: str
+    task: str
+    algorithm: str
+    objectives: list[str]
+    steps: int
+    final_stage: int
+    stopped_by: str
+    start: dict[str, float]
+    end: dict[str, float]
+    ideal: dict[str, float]
+    distance: dict[str, float]
+    front: list[dict[str, Any]]
+    hypervolume: float
+    weights: list[float]
+    rho: float
+    known_prompts: int
+    stage_switch_step: int | None
+    weights_history: list[list[float]]
+    evaluations: list[dict[str, float]]
+    groups_consumed: int
+    wall_s: float
+    page: str
+    plot: str
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def warm_start(task: str, model: Path | None, seed: int) -> Path:
+    """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent)."""
+    path = model or Path("runs/warm") / (task if seed == 0 else f"{task}-seed{seed}")
+    if (path / "model.safetensors").is_file():
+        return path
+    if model is not None:
+        raise FileNotFoundError(f"no checkpoint in {model} (expected model.safetensors); "
+                                f"make one with `paretopo sft --task {task} --out {model}`")
+    from paretopo.testbed.config import load_sft_config
+    from paretopo.testbed.sft import train_sft
+
+    cfg = load_sft_config(CONFIGS / "testbed" / f"sft_{task}.yaml")
+    train_sft(cfg.model_copy(update={"out_dir": path, "seed": seed}))
+    return path
+
+
+def run_config(opts: DemoOptions, model: Path, stack: StackState, run_id: str) -> Any:
+    """The learner's run configuration: the shipped one of the task, adjusted by `opts`."""
+    from services.learner.config import RunConfig, load_run_config
+
+    raw = load_run_config(CONFIGS / "runs" / f"{opts.task}_paretopo.yaml").model_dump(mode="json")
+    raw.update(run_id=run_id, seed=opts.seed, model_path=str(model),
+               output_dir=str(opts.home / run_id))
+    raw["algorithm"]["name"] = opts.algorithm
+    if opts.objectives == 3:
+        _add_third_objective(raw["algorithm"])
+    raw["budget"] = {"max_minutes": opts.minutes, "max_steps": opts.max_steps}
+    for key, value in (("group_size", opts.group_size), ("prompts_per_step", opts.prompts_per_step),
+                       ("stage1_steps", opts.stage1_steps)):
+        if value is not None:
+            raw[key] = value
+    if opts.eval_every is not None:
+        raw["eval"]["every"] = opts.eval_every
+    if opts.eval_prompts is not None:
+        raw["eval"]["prompts"] = opts.eval_prompts
+    raw["services"].update(redis_url=stack.redis_url, archive=stack.archive_grpc,
+                           archive_token=stack.write_token, metrics_port=None)
+    return RunConfig.model_validate(raw)
+
+
+def _add_third_objective(algorithm: dict[str, Any]) -> None:
+    """M = 3: response-length efficiency beside accuracy and tool efficiency."""
+    if THIRD_OBJECTIVE in algorithm["objectives"]:
+        return
+    algorithm["objectives"] = [*algorithm["objectives"], THIRD_OBJECTIVE]
+    stage1 = algorithm["stage1"]
+    w = stage1["initial_weights"]
+    stage1["initial_weights"] = [0.8 * x for x in w] + [0.2]
+    stage1["reference_point"] = [*stage1["reference_point"], 0.0]
+
+
+def _ensure_stack(opts: DemoOptions) -> tuple[StackState, LocalStack | None]:
+    """Join the stack `paretopo up` runs, or start one for this demo (returned to stop)."""
+    if (state := running_stack(opts.stack_home)) is not None:
+        return state, None
+    stack = LocalStack(StackConfig(
+        home=opts.home / "stack", rollout_workers=opts.rollout_workers, archive_grpc_port=0,
+        archive_http_port=0, executor_port=0, search_port=0, rollout_http_port=0,
+        world_seed=opts.seed))
+    return stack.start(), stack
+
+
+async def _train(config: Any, on_step: Callable[[Any], None]) -> tuple[Any, list[dict]]:
+    """Train to the budget, then validate the final policy if the last step did not."""
+    from services.learner.loop import Learner
+
+    learner = Learner(config, on_step=on_step)
+    try:
+        summary = await learner.run()
+        if not learner.evaluations or learner.evaluations[-1]["step"] != learner.state.step:
+            await learner.validate()
+        return summary, list(learner.evaluations)
+    finally:
+        await learner.close()
+
+
+async def _archive_state(stack: StackState, run_id: str) -> Any:
+    from services.archive.client import ArchiveClient
+
+    async with ArchiveClient(stack.archive_grpc, token=stack.write_token) as client:
+        return (await client.run_state(run_id)).state
+
+
+def _ideal(task: str, n: int, seed: int) -> dict[str, float]:
+    from paretopo.testbed.tasks import ideal_point
+
+    point = ideal_point(task, "validation", n, seed=seed)
+    return {"em": point.em, "tool_calls": point.mean_calls}
+
+
+def _metrics_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_demo(
+    opts: DemoOptions,
+    on_step: Callable[[Any], None] = lambda m: None,
+    on_phase: Callable[[str], None] = lambda s: None,
+) -> tuple[DemoReport, LocalStack | None]:
+    """Warm start, stack, training, report. Returns the stack when this call started it (the
+    caller stops it, or keeps it up for the page)."""
+    started = time.monotonic()
+    on_phase("warm start")
+    model = warm_start(opts.task, opts.model, opts.seed)
+    on_phase("starting the services")
+    stack_state, stack = _ensure_stack(opts)
+    try:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_id = opts.run_id or f"demo-{opts.task}-{opts.algorithm}-{stamp}"
+        config = run_config(opts, model, stack_state, run_id)
+        on_phase("training")
+        summary, evaluations = asyncio.run(_train(config, on_step))
+        state = asyncio.run(_archive_state(stack_state, run_id))
+        report = _report(opts, config, summary, evaluations, state, stack_state,
+                         time.monotonic() - started)
+    except BaseException:
+        if stack is not None:
+            stack.stop()
+        raise
+    return report, stack
+
+
+def _report(opts: DemoOptions, config: Any, summary: Any, evaluations: list[dict],
+            state: Any, stack: StackState, wall_s: float) -> DemoReport:
+    out = config.output_dir
+    objectives = list(config.algorithm.objectives)
+    steps_log = _metrics_log(config.metrics_log)
+    switch = next((m["step"] for m in steps_log if m["stage"] == 2), None)
+    ideal = _ideal(opts.task, config.eval.prompts, opts.seed)
+    first, last = evaluations[0], evaluations[-1]
+
+    def point(e: dict[str, float]) -> dict[str, float]:
+        return {"em": e["accuracy"], "tool_calls": e["tool_calls"],
+                **{k: e[k] for k in objectives}}
+
+    plot = plot_front_over_checkpoints(
+        [Checkpoint(int(e["step"]), tuple(e[k] for k in objectives)) for e in evaluations],
+        objectives, out / "front.png", ideal=[1.0] * len(objectives),
+        title=f"{config.algorithm.name} on {opts.task}: validation outcomes by step")
+    report = DemoReport(
+        run_id=config.run_id, task=opts.task, algorithm=config.algorithm.name,
+        objectives=objectives, steps=summary.steps, final_stage=summary.stage,
+        stopped_by=summary.stopped_by, start=point(first), end=point(last), ideal=ideal,
+        distance={"em_gap": ideal["em"] - last["accuracy"],
+                  "extra_calls": last["tool_calls"] - ideal["tool_calls"]},
+        front=[{"step": p.step, "y": list(p.outcome.values)} for p in state.front],
+        hypervolume=state.hypervolume, weights=list(state.weights), rho=state.rho,
+        known_prompts=state.known_prompts, stage_switch_step=switch,
+        weights_history=[m["weights"] for m in steps_log], evaluations=evaluations,
+        groups_consumed=sum(m["groups"] for m in steps_log), wall_s=wall_s,
+        page=f"{stack.page}?run={config.run_id}", plot=str(plot))
+    report.files = {"report_json": str(out / "report.json"), "report_md": str(out / "report.md"),
+                    "metrics": str(config.metrics_log)}
+    (out / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def report_markdown(r: DemoReport) -> str:
+    """The short human report: start vs end, distance to the ideal, the front."""
+    rows = [["start (step 0)", r.start["em"], r.start["tool_calls"]],
+            [f"end (step {r.steps})", r.end["em"], r.end["tool_calls"]],
+            ["ideal", r.ideal["em"], r.ideal["tool_calls"]]]
+    front_rows = [[p["step"], *[f"{v:.3f}" for v in p["y"]]] for p in r.front]
+    return "\n\n".join([
+        f"# {r.algorithm} on `{r.task}` ({r.run_id})",
+        f"{r.steps} steps, stopped by {r.stopped_by}; Stage 2 from step "
+        f"{r.stage_switch_step if r.stage_switch_step is not None else '(not reached)'}; "
+        f"{r.groups_consumed} groups trained on; {r.known_prompts} prompts with a known n*; "
+        f"{r.wall_s / 60:.1f} min in all.",
+        markdown_table(["validation", "EM", "#Tool"], rows),
+        f"Distance to the ideal: EM gap {r.distance['em_gap']:.3f}, "
+        f"{r.distance['extra_calls']:+.3f} calls per question above the minimum.",
+        f"Archive front (hypervolume {r.hypervolume:.4f}, weights "
+        f"{', '.join(f'{w:.2f}' for w in r.weights)}, ρ {r.rho:.3f}):",
+        markdown_table(["step", *r.objectives], front_rows),
+        f"Plot: `{r.plot}`. Live page: {r.page}",
+    ]) + "\n"
