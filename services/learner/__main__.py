@@ -1,5 +1,9 @@
 """`python -m services.learner --config FILE`: run (or resume) one training run.
 
+The run config's `services:` block (Redis, archive, token, namespace, metrics endpoint) may be
+overridden by `PARETOPO_LEARNER_*` environment variables, which win over the file
+(`services/learner/env.py`).
+
 Exit codes: 0 done, 2 bad configuration, 3 a dependency or precondition failed (archive or
 Redis unreachable, missing model), 130 interrupted. Errors are one line on stderr, no traceback.
 """
@@ -8,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from paretopo.config import ConfigError
 from paretopo.errors import ParetopoError
+
+if TYPE_CHECKING:
+    from services.learner.config import RunConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,17 +52,26 @@ async def _run(config, quiet: bool) -> int:
     return 130 if summary.stopped_by == "stop" else 0
 
 
+def _redacted_json(config: RunConfig) -> str:
+    """The resolved config without the archive token (it may come from a Secret)."""
+    data = config.model_dump(mode="json")
+    if data["services"].get("archive_token"):
+        data["services"]["archive_token"] = "***"
+    return json.dumps(data, indent=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from services.learner.config import load_run_config
+    from services.learner.env import apply_env
 
     try:
-        config = load_run_config(args.config)
+        config = apply_env(load_run_config(args.config))
     except ConfigError as exc:
         print(f"learner: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(config.model_dump_json(indent=2))
+        print(_redacted_json(config))
         return 0
     try:
         return asyncio.run(_run(config, args.quiet))

@@ -40,7 +40,8 @@ def settings_fields(package: str, prefix: str) -> set[str] | None:
         return None
     pkg = importlib.import_module(package)
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("settings", "config", "__main__"):
+        # `env`: the learner's PARETOPO_LEARNER_* overrides of its run config.
+        if info.name not in ("settings", "config", "env", "__main__"):
             continue
         module = importlib.import_module(f"{package}.{info.name}")
         for obj in vars(module).values():
@@ -98,7 +99,11 @@ def test_ports_agree_in_compose() -> None:
         assert env["PARETOPO_ROLLOUT_SEARCH"] == f"search:{search['PARETOPO_SEARCH_PORT']}"
         assert env["PARETOPO_ROLLOUT_HTTP_PORT"] in " ".join(s[name]["healthcheck"]["test"])
     for name in ("learner", "learner-cpu"):
-        assert "9102" in " ".join(s[name]["healthcheck"]["test"])
+        env = s[name]["environment"]
+        assert env["PARETOPO_LEARNER_METRICS_PORT"] in " ".join(s[name]["healthcheck"]["test"])
+        assert env["PARETOPO_LEARNER_ARCHIVE"] == f"archive:{archive['PARETOPO_ARCHIVE_GRPC_PORT']}"
+        assert env["PARETOPO_LEARNER_ARCHIVE_TOKEN"] == archive["PARETOPO_ARCHIVE_WRITE_TOKEN"]
+        assert env["PARETOPO_LEARNER_REDIS_URL"] == archive["PARETOPO_ARCHIVE_REDIS_URL"]
     assert s["archive"]["ports"][0].endswith(":" + archive["PARETOPO_ARCHIVE_HTTP_PORT"])
     assert archive["PARETOPO_ARCHIVE_HTTP_PORT"] in " ".join(s["archive"]["healthcheck"]["test"])
     assert executor["PARETOPO_EXECUTOR_PORT"] in " ".join(s["executor"]["healthcheck"]["test"])
@@ -110,7 +115,9 @@ def test_ports_agree_in_the_chart() -> None:
     found = workloads(objects)
     services = by_kind(objects, "Service")
     rollout = env_of(found["rollout"]["spec"]["template"]["spec"]["containers"][0])
-    for target in (rollout["PARETOPO_ROLLOUT_EXECUTOR"], rollout["PARETOPO_ROLLOUT_SEARCH"]):
+    learner = env_of(found["learner"]["spec"]["template"]["spec"]["containers"][0])
+    for target in (rollout["PARETOPO_ROLLOUT_EXECUTOR"], rollout["PARETOPO_ROLLOUT_SEARCH"],
+                   learner["PARETOPO_LEARNER_ARCHIVE"]):
         host, port = target.rsplit(":", 1)
         assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], target
     for name, workload in found.items():
@@ -170,3 +177,13 @@ def test_archive_accepts_the_deployed_configuration(monkeypatch: pytest.MonkeyPa
     settings = ArchiveSettings()
     assert (settings.host, settings.grpc_port, settings.http_port) == ("0.0.0.0", 50051, 8080)
     assert settings.write_token is not None
+
+
+def test_chart_learner_gets_the_archive_token_from_the_secret() -> None:
+    found = workloads(render_file("values.yaml"))
+    learner = env_of(found["learner"]["spec"]["template"]["spec"]["containers"][0])
+    archive = env_of(found["archive"]["spec"]["template"]["spec"]["containers"][0])
+    token = learner["PARETOPO_LEARNER_ARCHIVE_TOKEN"]
+    assert isinstance(token, dict) and "secretKeyRef" in token  # never a literal value
+    assert token == archive["PARETOPO_ARCHIVE_WRITE_TOKEN"]
+    assert learner["PARETOPO_LEARNER_REDIS_URL"] == archive["PARETOPO_ARCHIVE_REDIS_URL"]
