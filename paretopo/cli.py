@@ -212,18 +212,43 @@ def data_show(
         typer.echo(rec.model_dump_json())
 
 
-@app.command("eval-bench")
-def eval_bench(
-    model: Annotated[Path, typer.Option("--model", help="HF causal LM checkpoint directory.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Benchmark name or file.")],
-    limit: Annotated[int | None, typer.Option("--limit", help="First N questions.")] = None,
-    fmt: Annotated[
-        str | None, typer.Option("--format", help="Prompt template: torl or search_r1.")
+def _eval_format(dataset: str, records: list, fmt: str | None):
+    """The prompt format and the tools (``python``/``search``) a benchmark is evaluated with."""
+    from paretopo.datasets import BENCHMARKS, TESTBED_BENCHMARKS, TaskKind
+    from paretopo.datasets.evaluation import EvalFormat, testbed_format
+    from paretopo.templates import prompt_template
+
+    if dataset in TESTBED_BENCHMARKS:
+        task = TESTBED_BENCHMARKS[dataset]
+        return testbed_format(task), {"python" if task == "calc" else "search"}
+    if fmt is None:
+        known = BENCHMARKS.get(dataset)
+        qa = known.kind is TaskKind.QA if known else records[0].kind is TaskKind.QA
+        fmt = "search_r1" if qa else "torl"
+    template = EvalFormat.of(prompt_template(fmt))
+    return template, {str(c.tool) for c in template.tool_format.calls}
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="HF causal LM checkpoint directory.")],
+    datasets: Annotated[list[str], typer.Option(
+        "--dataset", "-d", help="Benchmark name (see `paretopo data list`; testbed-calc, "
+        "testbed-kbqa) or file; repeat for several.")],
+    limit: Annotated[int | None, typer.Option("--limit", help="First N questions each.")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="Prompt template for non-testbed benchmarks: torl or search_r1 "
+        "(default: by the benchmark's kind).")] = None,
+    executor: Annotated[str | None, typer.Option(
+        "--executor", help="Executor host:port; default: the running stack's, else start one.")
     ] = None,
-    executor: Annotated[
-        str | None, typer.Option("--executor", help="Executor host:port; default: start one.")
-    ] = None,
-    search: Annotated[str | None, typer.Option("--search", help="Search host:port.")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", help="Search host:port; default: start one over --search-index or a "
+        "BM25 index of the benchmark's corpus.")] = None,
+    search_index: Annotated[Path | None, typer.Option(
+        "--search-index", help="Index directory (`paretopo index build`) to serve.")] = None,
+    stack_home: Annotated[Path, typer.Option(
+        "--stack-home", help="Where `paretopo up` records its stack.")] = Path("runs/stack"),
     samples: Annotated[int, typer.Option("--samples", "-G", help="Samples per question.")] = 1,
     engine: Annotated[str, typer.Option("--engine", help="torch or vllm.")] = "torch",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (torch).")] = "cpu",
@@ -235,59 +260,68 @@ def eval_bench(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = 0,
     concurrency: Annotated[int, typer.Option(help="Questions in flight.")] = 4,
-    out: Annotated[Path | None, typer.Option("--out", help="Report JSON path.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Report directory (report.json, report.md); default runs/eval/<time>.")
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Evaluate a checkpoint on a benchmark: EM and #Tool (the paper's metrics), mean r_tool."""
+    """Evaluate a checkpoint on benchmarks through the rollout agent loop and the tool
+    services: EM and #Tool (the paper's metrics) and mean r_tool, per benchmark."""
     import time
 
     from tqdm import tqdm
 
-    from paretopo.datasets import BENCHMARKS, DatasetError, TaskKind, load_benchmark
-    from paretopo.datasets.evaluation import (
-        EvalSettings,
-        evaluate_records,
-        start_local_executor,
-    )
+    from paretopo.datasets import DatasetError, load_benchmark
+    from paretopo.datasets.eval_services import ToolServices
+    from paretopo.datasets.evaluation import EvalRun, EvalSettings, evaluate_records, markdown_table
     from paretopo.jobs import SamplingParams
-    from paretopo.templates import prompt_template
+    from services.rollout.engine import EngineSettings, build_engine
 
+    if engine not in ("torch", "vllm"):
+        typer.echo(f"error: --engine must be torch or vllm, not {engine!r}", err=True)
+        raise typer.Exit(2)
     try:
-        records = load_benchmark(dataset, data_dir=data_dir, limit=limit)
-    except DatasetError as err:
+        loaded = {d: load_benchmark(d, data_dir=data_dir, limit=limit) for d in datasets}
+        formats = {d: _eval_format(d, recs, fmt) for d, recs in loaded.items()}
+    except (DatasetError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
-    if fmt is None:
-        known = BENCHMARKS.get(dataset)
-        qa = known.kind is TaskKind.QA if known else records[0].kind is TaskKind.QA
-        fmt = "search_r1" if qa else "torl"
-    template = prompt_template(fmt)
-    calls = template.tool_format.default_max_tool_calls if max_tool_calls is None else (
-        max_tool_calls)
-    sampling = SamplingParams(
-        temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-        max_completion_tokens=max_completion_tokens,
-        max_tool_calls=4 if calls is None else calls)
-    out = out or Path("runs/eval") / f"{Path(dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    uses_python = any(c.tool == "python" for c in template.tool_format.calls)
-    server = None
-    if executor is None and uses_python:
-        server, executor = start_local_executor(out.parent)
-    settings = EvalSettings(
-        model_path=str(model), engine=engine, device=device, executor=executor, search=search,
-        samples=samples, concurrency=concurrency, sampling=sampling)
-    try:
-        with tqdm(total=len(records), desc=f"{dataset} ({fmt})", unit="q") as bar:
-            report = evaluate_records(Path(dataset).stem, records, template, settings,
-                                      on_done=lambda _: bar.update(1))
-    finally:
-        if server is not None:
-            server.stop()
-    out.write_text(report.model_dump_json(indent=2))
-    typer.echo(f"{'benchmark':14} {'n':>5} {'EM':>7} {'#Tool':>7} {'r_tool':>7}")
-    typer.echo(f"{report.benchmark:14} {report.n_questions:>5} {100 * report.em:>6.1f}% "
-               f"{report.mean_tool_calls:>7.2f} {report.mean_r_tool:>7.3f}")
-    if report.failed_questions:
-        typer.echo(f"{report.failed_questions} question(s) could not be rolled out (see report)")
-    typer.echo(f"report: {out}")
+    out = out or Path("runs/eval") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    shared_engine = build_engine(EngineSettings(kind=engine, model_path=str(checkpoint),
+                                                device=device))
+    reports = []
+    with ToolServices(out, executor=executor, search=search, search_index=search_index,
+                      stack_home=stack_home, data_dir=data_dir) as services:
+        for name, records in loaded.items():
+            template, tools = formats[name]
+            calls = max_tool_calls if max_tool_calls is not None else (
+                template.tool_format.default_max_tool_calls)
+            sampling = SamplingParams(
+                temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                max_completion_tokens=max_completion_tokens,
+                max_tool_calls=4 if calls is None else calls)
+            settings = EvalSettings(
+                model_path=str(checkpoint), engine=engine, device=device,
+                executor=services.executor() if "python" in tools else None,
+                search=services.search(name) if "search" in tools else None,
+                samples=samples, concurrency=concurrency, sampling=sampling)
+            label = Path(name).stem
+            with tqdm(total=len(records), desc=f"{label} ({template.name})", unit="q") as bar:
+                reports.append(evaluate_records(label, records, template, settings,
+                                                on_done=lambda _: bar.update(1),
+                                                engine=shared_engine))
+    run = EvalRun(model=str(checkpoint), engine=engine, samples_per_question=samples,
+                  reports=reports)
+    table = markdown_table(reports)
+    (out / "report.json").write_text(run.model_dump_json(indent=2))
+    (out / "report.md").write_text(f"# `paretopo eval` of {checkpoint}\n\n{table}")
+    typer.echo(table, nl=False)
+    failed = sum(r.failed_questions for r in reports)
+    if failed:
+        typer.echo(f"{failed} question(s) could not be rolled out (see report.json)")
+    typer.echo(f"report: {out / 'report.md'} and {out / 'report.json'}")
+
+
+# The command's first name (issue 11 named it `eval`); kept for scripts that call it.
+app.command("eval-bench", hidden=True)(eval_cmd)

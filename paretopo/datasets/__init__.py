@@ -16,10 +16,12 @@ from paretopo.datasets.registry import (
     load_file,
     shared_data_dir,
 )
+from paretopo.datasets.testbed import TESTBED_BENCHMARKS, load_testbed
 
 __all__ = [
     "BENCHMARKS",
     "ENV_DATA_DIR",
+    "TESTBED_BENCHMARKS",
     "WIKI18_SAMPLE",
     "Benchmark",
     "DatasetError",
@@ -31,6 +33,7 @@ __all__ = [
     "load_file",
     "load_jsonl",
     "load_passages",
+    "load_testbed",
     "load_verl_parquet",
     "shared_data_dir",
 ]

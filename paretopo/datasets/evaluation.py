@@ -13,17 +13,47 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from paretopo.agent_formats import ToolFormat, tool_format
 from paretopo.core.rewards import tool_efficiency
 from paretopo.datasets.records import Record
 from paretopo.graders import Grader
 from paretopo.jobs import SamplingParams, TrajectoryRecord
 from paretopo.process import ManagedProcess
 from paretopo.templates import PromptTemplate, render_prompt
+
+
+@dataclass(frozen=True)
+class EvalFormat:
+    """How a benchmark's questions become prompts, and the tool format the loop runs.
+
+    The paper's benchmarks use a `PromptTemplate` (chat template); the testbed tasks use the
+    testbed's raw prompt, which the tiny policy was trained on.
+    """
+
+    name: str
+    tool_format: ToolFormat
+    render: Callable[[str, Any], str]  # (question, tokenizer) -> prompt text
+
+    @classmethod
+    def of(cls, template: PromptTemplate | EvalFormat) -> EvalFormat:
+        if isinstance(template, EvalFormat):
+            return template
+        return cls(template.name, template.tool_format,
+                   lambda question, tokenizer: render_prompt(template, question, tokenizer))
+
+
+def testbed_format(task: str) -> EvalFormat:
+    """The testbed task's own prompt and the `testbed` tool format."""
+    from paretopo.testbed.prompts import render_prompt as testbed_prompt
+
+    return EvalFormat(f"testbed-{task}", tool_format("testbed"),
+                      lambda question, _tokenizer: testbed_prompt(task, question))
 
 
 class EvalSettings(BaseModel):
@@ -73,6 +103,33 @@ class EvalReport(BaseModel):
     items: list[ItemResult]
 
 
+class EvalRun(BaseModel):
+    """One `paretopo eval` call: a checkpoint on one or more benchmarks."""
+
+    model: str
+    engine: str
+    samples_per_question: int
+    reports: list[EvalReport]
+
+
+def markdown_table(reports: Sequence[EvalReport]) -> str:
+    """The paper's metrics per benchmark as a Markdown table (an ``Avg.`` row when several)."""
+    lines = ["| Benchmark | Questions | G | EM (%) | #Tool | mean r_tool | Failed |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        lines.append(f"| {r.benchmark} | {r.n_questions} | {r.samples_per_question} | "
+                     f"{100 * r.em:.1f} | {r.mean_tool_calls:.2f} | {r.mean_r_tool:.3f} | "
+                     f"{r.failed_questions} |")
+    if len(reports) > 1:  # the paper's "Avg." column: unweighted mean over benchmarks
+        k = len(reports)
+        lines.append(f"| Avg. | {sum(r.n_questions for r in reports)} | | "
+                     f"{100 * sum(r.em for r in reports) / k:.1f} | "
+                     f"{sum(r.mean_tool_calls for r in reports) / k:.2f} | "
+                     f"{sum(r.mean_r_tool for r in reports) / k:.3f} | "
+                     f"{sum(r.failed_questions for r in reports)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _score(rec: Record, trajs: Sequence[TrajectoryRecord], grader: Grader) -> ItemResult:
     correct = [grader.check(t.answer, rec.golds, rec.kind).correct for t in trajs]
     calls = [t.n_tool_calls for t in trajs]
@@ -104,7 +161,7 @@ def summarise(benchmark: str, settings: EvalSettings, template: str, items: list
     )
 
 
-async def _run(records: Sequence[Record], template: PromptTemplate, settings: EvalSettings,
+async def _run(records: Sequence[Record], fmt: EvalFormat, settings: EvalSettings,
                on_done: Callable[[ItemResult], None], engine: Any) -> list[ItemResult]:
     from services.rollout.agent import AgentLoop
     from services.rollout.engine import EngineSettings, build_engine
@@ -116,13 +173,13 @@ async def _run(records: Sequence[Record], template: PromptTemplate, settings: Ev
             threads=settings.threads))
     tools = ToolClients(settings.executor, settings.search, timeout_s=settings.tool_timeout_s,
                         search_top_k=settings.search_top_k)
-    loop = AgentLoop(engine, tools, template.tool_format)
+    loop = AgentLoop(engine, tools, fmt.tool_format)
     gate = asyncio.Semaphore(settings.concurrency)
 
     async def one(rec: Record, grader: Grader) -> ItemResult:
         async with gate:
             try:
-                prompt = render_prompt(template, rec.question, engine.tokenizer)
+                prompt = fmt.render(rec.question, engine.tokenizer)
                 trajs = await loop.run(prompt, settings.samples, settings.sampling)
                 # Grading may wait on a child process: keep it off the event loop.
                 result = await asyncio.to_thread(_score, rec, trajs, grader)
@@ -139,16 +196,19 @@ async def _run(records: Sequence[Record], template: PromptTemplate, settings: Ev
 
 
 def evaluate_records(
-    benchmark: str, records: Sequence[Record], template: PromptTemplate, settings: EvalSettings,
-    *, on_done: Callable[[ItemResult], Any] = lambda _: None, engine: Any = None,
+    benchmark: str, records: Sequence[Record], template: PromptTemplate | EvalFormat,
+    settings: EvalSettings, *, on_done: Callable[[ItemResult], Any] = lambda _: None,
+    engine: Any = None,
 ) -> EvalReport:
     """Roll out every record ``settings.samples`` times, grade, and summarise.
 
-    ``engine`` (an `services.rollout.engine.Engine`) defaults to the one ``settings`` names.
+    ``engine`` (an `services.rollout.engine.Engine`) defaults to the one ``settings`` names;
+    pass one to share its loaded weights across several benchmarks.
     """
+    fmt = EvalFormat.of(template)
     start = time.perf_counter()
-    items = asyncio.run(_run(records, template, settings, on_done, engine))
-    return summarise(benchmark, settings, template.name, items, time.perf_counter() - start)
+    items = asyncio.run(_run(records, fmt, settings, on_done, engine))
+    return summarise(benchmark, settings, fmt.name, items, time.perf_counter() - start)
 
 
 def start_local_executor(log_dir: Path, *, workers: int = 2) -> tuple[ManagedProcess, str]:

@@ -57,8 +57,11 @@ def benchmark(name: str) -> Benchmark:
     try:
         return BENCHMARKS[name]
     except KeyError:
+        from paretopo.datasets.testbed import TESTBED_BENCHMARKS
+
+        known = ", ".join([*BENCHMARKS, *TESTBED_BENCHMARKS])
         raise DatasetError(
-            f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (or pass a file path)"
+            f"unknown benchmark {name!r}; known: {known} (or pass a file path)"
         ) from None
 
 
@@ -92,8 +95,13 @@ def _guess_kind(path: Path) -> TaskKind:
 def load_benchmark(
     name_or_path: str | Path, *, data_dir: Path | None = None, limit: int | None = None
 ) -> list[Record]:
-    """Records of a named benchmark (see `BENCHMARKS`) or of a benchmark file path."""
+    """Records of a named benchmark (see `BENCHMARKS`; the testbed's `testbed-calc` and
+    `testbed-kbqa`) or of a benchmark file path."""
+    from paretopo.datasets.testbed import TESTBED_BENCHMARKS, load_testbed
+
     name = str(name_or_path)
+    if name in TESTBED_BENCHMARKS:
+        return load_testbed(name, limit=limit)
     if name in BENCHMARKS:
         b = BENCHMARKS[name]
         path = (data_dir or shared_data_dir()) / b.path
