@@ -325,3 +325,63 @@ def eval_cmd(
 
 # The command's first name (issue 11 named it `eval`); kept for scripts that call it.
 app.command("eval-bench", hidden=True)(eval_cmd)
+
+
+# ---- `paretopo index build`: the search service's index builder, E5 defaults -------------------
+
+index_app = typer.Typer(help="Search indexes the search service loads.")
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    corpus: Annotated[Path, typer.Argument(help="JSONL corpus (id, title, text per line).")],
+    out: Annotated[Path, typer.Option("--out", help="Index directory to write.")],
+    model: Annotated[str, typer.Option(
+        "--model", help="Embedding model (sentence-transformers name or path).")
+    ] = "intfloat/e5-base-v2",
+    passage_prefix: Annotated[str, typer.Option(help="Prepended to passages (E5).")] = (
+        "passage: "),
+    query_prefix: Annotated[str, typer.Option(
+        help="Recorded in the index; the search service prepends it to queries (E5).")] = (
+        "query: "),
+    backend: Annotated[str, typer.Option("--backend", help="dense (FAISS) or bm25.")] = "dense",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Passages per batch.")
+                          ] = 64,
+    device: Annotated[str, typer.Option(help="auto (CUDA if any), cpu, cuda ...")] = "auto",
+    limit: Annotated[int | None, typer.Option("--limit", help="First N passages only.")] = None,
+    reuse: Annotated[bool, typer.Option(
+        "--reuse", help="Keep an existing index of the same corpus, backend and model.")] = False,
+) -> None:
+    """Embed a corpus in batches (progress bar) and write the index the search service loads
+    (`python -m services.tools.search --index-dir OUT`)."""
+    from tqdm import tqdm
+
+    from services.tools.search.corpus import CorpusError
+    from services.tools.search.index import BuildOptions, build_index, is_current
+
+    if backend not in ("dense", "bm25"):
+        typer.echo(f"error: --backend must be dense or bm25, not {backend!r}", err=True)
+        raise typer.Exit(2)
+    if not corpus.is_file():
+        typer.echo(f"error: corpus file not found: {corpus}", err=True)
+        raise typer.Exit(2)
+    options = BuildOptions(backend=backend, model=model, query_prefix=query_prefix,  # type: ignore[arg-type]
+                           passage_prefix=passage_prefix, batch_size=batch_size,
+                           device=device, limit=limit)
+    if reuse and limit is None and is_current(out, corpus, options):
+        typer.echo(f"{out} already indexes {corpus} with {model}; kept")
+        return
+    with tqdm(desc=f"{backend} index", unit="passage") as bar:
+        def advance(n: int, total: int) -> None:
+            bar.total = total
+            bar.update(n)
+
+        try:
+            manifest = build_index(corpus, out, options, progress=advance)
+        except (CorpusError, FileExistsError, ValueError, OSError) as err:
+            bar.close()
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+    typer.echo(f"wrote {out}: {manifest.backend}, {manifest.model}, dim {manifest.dim}, "
+               f"{manifest.num_passages} passages in {manifest.build_seconds:.1f}s")
