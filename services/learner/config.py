@@ -36,23 +36,37 @@ class _Model(BaseModel):
 
 
 class DataConfig(_Model):
-    """Where prompts come from."""
+    """Where prompts come from: a testbed task, or one of the paper's datasets."""
 
-    task: Literal["calc", "kbqa"] = Field("calc", description="Testbed task.")
+    task: Literal["calc", "kbqa"] = Field("calc", description="Testbed task (dataset: null).")
     dataset: str | None = Field(
-        None, description="Hook for the paper's datasets (issue 11); only the testbed "
-        "(None) is implemented by this learner.")
+        None, description="A paper dataset instead of the testbed: a name known to "
+        "`paretopo.datasets` or a .parquet (verl/ToRL/Search-R1) or .jsonl file; prompts are "
+        "rendered with the `tool_format`'s template and graded by `paretopo.graders`.")
+    eval_dataset: str | None = Field(
+        None, description="Validation prompts (name or file); None holds out the last "
+        "eval.prompts records of `dataset`.")
+    data_dir: Path | None = Field(
+        None, description="Directory named datasets are read from (default: env "
+        "PARETOPO_SHARED_DATA or ../shared/data).")
     train_items: int = Field(
-        2000, ge=1, description="Training-split items used (calc; kbqa uses at most the split)."
-    )
+        2000, ge=1, description="Training items used (at most; a dataset file may hold fewer).")
     tool_format: str = Field("testbed", description="Name in `paretopo.agent_formats.FORMATS`.")
 
     @model_validator(mode="after")
-    def _testbed_only(self) -> DataConfig:
-        if self.dataset is not None:
-            raise ValueError(
-                f"dataset {self.dataset!r}: only the testbed tasks (dataset: null) are "
-                "supported by this learner")
+    def _format_fits_source(self) -> DataConfig:
+        from paretopo.agent_formats import FORMATS
+        from paretopo.templates import TEMPLATES
+
+        if self.tool_format not in FORMATS:
+            raise ValueError(f"tool_format {self.tool_format!r}: unknown; known: "
+                             f"{', '.join(sorted(FORMATS))}")
+        if self.dataset is not None and self.tool_format not in TEMPLATES:
+            raise ValueError(f"dataset {self.dataset!r} needs a prompt template: tool_format "
+                             f"must be one of {', '.join(sorted(TEMPLATES))}")
+        if self.dataset is None and self.eval_dataset is not None:
+            raise ValueError("eval_dataset is set but dataset is null (the testbed task "
+                             "brings its own validation split)")
         return self
 
 

@@ -41,7 +41,7 @@ from services.learner.backends import (
 )
 from services.learner.batch import collate
 from services.learner.config import RunConfig
-from services.learner.data import Prompt, PromptSource
+from services.learner.data import Prompt, build_prompt_source
 from services.learner.metrics import MetricsSink, StepMetrics
 from services.learner.queue import RolloutQueue
 from services.learner.session import (
@@ -93,8 +93,7 @@ class Learner:
     async def open(self) -> None:
         cfg = self.config
         check_model_path(cfg.model_path)
-        self.prompts = PromptSource(cfg.data.task, train_items=cfg.data.train_items,
-                                    eval_items=cfg.eval.prompts, seed=cfg.seed)
+        self.prompts = build_prompt_source(cfg)
         self.stage1_steps = cfg.stage1_step_count(len(self.prompts))
         self.redis = await connect_redis(cfg.services.redis_url)
         self.archive, info = await open_archive(cfg)
@@ -126,6 +125,8 @@ class Learner:
         for name in ("sink",):
             if hasattr(self, name):
                 getattr(self, name).close()
+        if hasattr(self, "prompts"):
+            self.prompts.close()
         if hasattr(self, "archive"):
             await self.archive.close()
         if hasattr(self, "redis"):

@@ -1,4 +1,5 @@
-"""Scoring finished groups: r_acc from the task grader, the per-objective reward matrix
+"""Scoring finished groups: r_acc from the prompt source's grader (the testbed task's, or
+`paretopo.graders` for the paper's datasets), the per-objective reward matrix
 (B, G, M) in the order of `algorithm.objectives`, and the step's summary numbers.
 
 Pure functions; the n* values come from the archive (the loop asks it between
@@ -14,7 +15,6 @@ import torch
 from paretopo.config import RewardConfig
 from paretopo.core.rewards import length_efficiency, tool_efficiency
 from paretopo.jobs import GroupResult
-from paretopo.testbed.tasks import is_correct
 from services.learner.data import PromptSource
 
 
@@ -25,8 +25,7 @@ def accuracy(groups: Sequence[GroupResult], prompts: PromptSource) -> torch.Tens
         prompt = prompts.get(group.prompt_id)
         if prompt is None:
             raise ValueError(f"group {group.job_id!r} names unknown prompt {group.prompt_id!r}")
-        rows.append([float(is_correct(prompts.task, t.answer, prompt.item))
-                     for t in group.trajectories])
+        rows.append([float(prompts.grade(prompt, t.answer)) for t in group.trajectories])
     return torch.tensor(rows, dtype=torch.float64)
 
 
