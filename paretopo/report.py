@@ -68,10 +68,8 @@ def plot_front_over_checkpoints(
         if ideal is not None:
             ax.scatter([ideal[i]], [ideal[j]], marker="*", s=220, color="gold",
                        edgecolor="black", label="ideal", zorder=4)
-        ax.set_xlabel(objectives[i])
-        ax.set_ylabel(objectives[j])
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
+        _axes(ax, ys, objectives, i, j)
+        ax.legend(loc="upper left", fontsize=8)
     fig.colorbar(sc, ax=axes[0].tolist(), label="step")
     fig.suptitle(title or "validation outcomes over checkpoints")
     return _save(fig, out)
@@ -97,13 +95,23 @@ def plot_method_fronts(
             ax.scatter(ys[:, i], ys[:, j], color=colours(k), alpha=0.25, s=14)
             ax.scatter(front[:, i], front[:, j], color=colours(k), s=40, label=method)
             _staircase(ax, front, i, j, color=colours(k), lw=1.2)
+    every = np.concatenate([np.asarray(v, dtype=float).reshape(-1, m) for v in outcomes.values()])
     for ax, (i, j) in zip(axes[0], pairs, strict=True):
-        ax.set_xlabel(objectives[i])
-        ax.set_ylabel(objectives[j])
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        _axes(ax, every, objectives, i, j)
+    axes[0][0].legend(loc="upper left", fontsize=8)
     fig.suptitle(title or "Pareto fronts by method")
     return _save(fig, out)
+
+
+def _axes(ax: plt.Axes, ys: np.ndarray, objectives: Sequence[str], i: int, j: int) -> None:
+    """Labels, grid, and limits that always show [0, 1] (every objective here is a rate)."""
+    for k, setter in ((i, ax.set_xlim), (j, ax.set_ylim)):
+        lo, hi = min(0.0, float(ys[:, k].min())), max(1.0, float(ys[:, k].max()))
+        pad = 0.04 * (hi - lo)
+        setter(lo - pad, hi + pad)
+    ax.set_xlabel(objectives[i])
+    ax.set_ylabel(objectives[j])
+    ax.grid(alpha=0.3)
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
