@@ -169,7 +169,7 @@ def _register_stack_commands() -> None:
 _register_stack_commands()
 
 
-# ---- benchmarks: `paretopo data ...` and `paretopo eval-bench` --------------------------------
+# ---- benchmarks: `paretopo data ...` and `paretopo eval` ---------------------------------------
 
 data_app = typer.Typer(help="The paper's benchmark files: list, inspect, check.")
 app.add_typer(data_app, name="data")
