@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from paretopo.netutil import free_port
 from paretopo.redis_server import EmbeddedRedis
+from paretopo.testbed.model import TINY_CONFIG, build_model, save_policy
+from paretopo.testbed.tokenizer import build_tokenizer
 
 
 @pytest.fixture
@@ -23,3 +26,11 @@ def redis_server(tmp_path) -> Iterator[EmbeddedRedis]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    """A tiny untrained testbed policy (`TINY_CONFIG`), saved once per session."""
+    tokenizer = build_tokenizer()
+    return save_policy(build_model(tokenizer, TINY_CONFIG, seed=0), tokenizer,
+                       tmp_path_factory.mktemp("policy") / "tiny")

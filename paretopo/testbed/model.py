@@ -36,6 +36,12 @@ class ModelConfig(BaseModel):
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
 
 
+#: The smallest policy (about 10 k parameters): tests and smoke runs that need a real model
+#: but not a trained one.
+TINY_CONFIG = ModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1)
+
+
 def build_model(
     tokenizer: PreTrainedTokenizerBase, config: ModelConfig | None = None, *, seed: int = 0
 ) -> Qwen2ForCausalLM:

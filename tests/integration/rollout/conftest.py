@@ -16,13 +16,11 @@ from paretopo.policy_store import PolicyPointer, point_to, write_version
 from paretopo.process import ManagedProcess
 from paretopo.redis_server import EmbeddedRedis
 from paretopo.streams import RolloutKeys
-from paretopo.testbed.model import ModelConfig, build_model, save_policy
+from paretopo.testbed.model import TINY_CONFIG, build_model, save_policy
 from paretopo.testbed.tokenizer import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "unit" / "rollout"))  # scripted.py
-TINY = ModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                   num_attention_heads=2, num_key_value_heads=1)
 KEYS = RolloutKeys()
 
 
@@ -30,7 +28,7 @@ def publish(redis_url: str, root: Path, run_id: str, version: int, seed: int = 0
     """Write a tiny policy as `version` and point the run at it."""
     tok = build_tokenizer()
     path = write_version(root, version,
-                         lambda d: save_policy(build_model(tok, TINY, seed=seed), tok, d))
+                         lambda d: save_policy(build_model(tok, TINY_CONFIG, seed=seed), tok, d))
 
     async def point() -> None:
         redis = Redis.from_url(redis_url)

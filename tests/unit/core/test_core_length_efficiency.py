@@ -30,5 +30,5 @@ def test_input_kinds() -> None:
 
 @pytest.mark.parametrize(("n", "budget"), [(-1, 10), (float("nan"), 10), (1, 0), (1, -2)])
 def test_bad_input_is_named(n: float, budget: float) -> None:
-    with pytest.raises(ValueError, match="n_tokens|budget"):
+    with pytest.raises(ValueError, match=r"n_tokens|budget"):
         length_efficiency(n, budget)
