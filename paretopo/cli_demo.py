@@ -59,7 +59,7 @@ def _live(opts: DemoOptions, title: str) -> tuple[DemoReport, LocalStack | None]
 
 def demo(
     task: TaskOpt = "calc",
-    minutes: MinutesOpt = 6.0,
+    minutes: MinutesOpt = 4.5,
     steps: StepsOpt = None,
     seed: SeedOpt = 0,
     objectives: ObjOpt = 2,

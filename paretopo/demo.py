@@ -30,7 +30,7 @@ class DemoOptions:
 
     task: str = "calc"
     algorithm: str = "paretopo"
-    minutes: float = 6.0  # RL wall-clock budget (the warm start and final report come on top)
+    minutes: float = 4.5  # RL wall-clock budget (the warm start and final report come on top)
     max_steps: int | None = None
     seed: int = 0
     objectives: int = 2
