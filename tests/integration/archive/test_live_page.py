@@ -63,6 +63,39 @@ def test_page_plots_front_and_history_and_refreshes(archive):
         driver.quit()
 
 
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="Debian chromium + chromium-driver not installed "
+                           "(scripts/install.sh installs them)")
+def test_page_projects_a_three_objective_front(archive):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base = archive.base_url
+    objectives = ["accuracy", "tool_efficiency", "length_efficiency"]
+    httpx.post(f"{base}/api/v1/runs", json={"run_id": "live3", "objectives": objectives,
+                                              "stage1": {"initial_weights": [0.5, 0.3, 0.2],
+                                                         "reference_point": [0.0, 0.0, 0.0]}},
+               headers=HTTP_AUTH).raise_for_status()
+    for step, y in enumerate([[0.3, 0.9, 0.2], [0.6, 0.7, 0.1], [0.5, 0.2, 0.9]]):
+        httpx.post(f"{base}/api/v1/runs/live3/outcomes", json={"step": step, "outcome": y},
+                   headers=HTTP_AUTH).raise_for_status()
+    driver = _browser()
+    try:
+        driver.get(f"{base}/?run=live3")
+        _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "circle.front-point")) == 3)
+        assert driver.find_element(By.ID, "axes").is_displayed()
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#points th")) == 4  # step + 3
+        # read in one script: the page redraws every 2 s, so element handles go stale
+        heights = ("return [...document.querySelectorAll('circle.front-point')]"
+                   ".map(c => +c.getAttribute('cy')).sort()")
+        before = driver.execute_script(heights)
+        Select(driver.find_element(By.ID, "yobj")).select_by_visible_text("length_efficiency")
+        _wait(lambda: driver.execute_script(heights) != before)
+        assert "length_efficiency" in driver.find_element(By.ID, "front").text
+    finally:
+        driver.quit()
+
+
 def _wait(condition, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
