@@ -81,14 +81,21 @@ class StackRunning(RuntimeError):
 
 
 def _proc_start_ticks(pid: int) -> float | None:
+    """The start time of a live `pid` (None when gone or a zombie), to tell reused pids apart.
+
+    A detached stack's processes are orphans; whoever adopts them may reap them late, and a
+    zombie has already stopped.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return float(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else float(fields[19])
 
 
-def _alive(record: ServiceRecord) -> bool:
+def is_running(record: ServiceRecord) -> bool:
+    """Whether the recorded process still runs (not gone, not a zombie, not a reused pid)."""
     return _proc_start_ticks(record.pid) == record.started
 
 
@@ -105,7 +112,7 @@ def read_state(home: Path) -> StackState | None:
 def running_stack(home: Path) -> StackState | None:
     """The recorded stack when at least one of its processes still runs."""
     state = read_state(home)
-    if state is not None and any(_alive(s) for s in state.services):
+    if state is not None and any(is_running(s) for s in state.services):
         return state
     return None
 
@@ -115,12 +122,12 @@ def stop_recorded(home: Path, *, grace_s: float = 10.0) -> list[str]:
     state = read_state(home)
     if state is None:
         return []
-    live = [s for s in reversed(state.services) if _alive(s)]
+    live = [s for s in reversed(state.services) if is_running(s)]
     for s in live:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(s.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(s) for s in live):
+    while time.monotonic() < deadline and any(is_running(s) for s in live):
         time.sleep(0.1)
     for s in live:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -23,6 +23,8 @@ from services.tools.executor.sandbox import SandboxPlan, worker_command
 log = logging.getLogger(__name__)
 
 FRAME_LIMIT = 256 * 1024 * 1024
+#: How long `Worker.kill` waits for the killed worker to be reaped before giving up on it.
+KILL_WAIT_S = 5.0
 
 
 class WorkerDied(Exception):
@@ -95,11 +97,24 @@ class Worker:
         return reply
 
     async def kill(self) -> None:
-        """SIGKILL the worker's process group (bwrap, and with it the whole sandbox)."""
+        """SIGKILL the worker: bwrap's process group and everything below it.
+
+        bwrap starts the zygote in a new session (`--new-session`), so killing bwrap's group
+        does not reach it, and an orphaned zygote would keep the pipes open (and `wait` would
+        never return). Its host pid is found before bwrap dies; a SIGKILL to it from outside
+        ends the sandbox's PID namespace, since it is that namespace's init.
+        """
         if self.proc is not None:
+            below = descendants(self.proc.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()  # EOF ends a zygote that escaped both of the above
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), KILL_WAIT_S)
         if self._drop_uid is not None and self._scratch is not None:
             # Fallback mechanism only: no PID namespace ends the stragglers for us.
             kill_uid(self._drop_uid)
@@ -107,6 +122,23 @@ class Worker:
             self._stderr_task.cancel()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, parents before children (from /proc)."""
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{task}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+                found += kids
+                frontier += kids
+    return found
 
 
 def kill_uid(uid: int) -> None:

@@ -80,3 +80,13 @@ def live_executor(tmp_path_factory) -> Iterator[LiveExecutor]:
         yield server
     finally:
         stop(server.proc)
+
+
+@pytest.fixture
+def own_executor(tmp_path) -> Iterator[LiveExecutor]:
+    """An executor for one test that may stop it itself (stopped here if it did not)."""
+    server = start_executor(tmp_path)
+    try:
+        yield server
+    finally:
+        stop(server.proc)
