@@ -2,13 +2,20 @@
 
 Three difficulty levels (the share of each is a generator argument):
 
-- `easy`: one small operation (`7 + 5`, `17 - 4`, `6 * 8`). A small model
+- `easy`: one one-digit operation (`7 + 5`, `9 - 4`, `6 * 8`). A small model
   answers these in its head; the ideal agent calls no tool (`min_calls = 0`).
 - `hard`: a three-digit by two-digit product followed by two additions/subtractions
-  (`347 * 28 - 519 + 66`). No small model does this in its head; one correct
+  (`347 * 28 - 519 + 266`). No small model does this in its head; one correct
   `<python>print(...)</python>` call solves it (`min_calls = 1`).
 - `multistep`: the same arithmetic phrased as two steps (`Let x = 347 * 28. What is x - 519?`).
   It tempts one call per step, but one call that computes both is enough (`min_calls = 1`).
+
+Every number has a fixed width within its level (one digit in easy items; three digits, two,
+then three and three in the others) and hard/multistep answers have exactly five digits, so
+every copy the policy makes (question -> code, tool output -> answer) spans a fixed distance in
+characters. The character-level testbed policy learns such fixed-offset copying in minutes on
+a CPU; with free widths it would need content-addressed copying of a 10-symbol alphabet, which
+it does not learn in a CPU budget. The trade-off the task measures is unchanged.
 
 Every item carries its ground truth (an integer, as a string), its difficulty, its minimal
 number of calls and the Python statements a solver would run, one program per step.
@@ -21,6 +28,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from paretopo.testbed.splits import Split, item_id, split_of
+
+#: Digits of every hard and multistep answer.
+ANSWER_DIGITS = 5
 
 
 class CalcDifficulty(StrEnum):
@@ -68,9 +78,8 @@ class CalcItem:
 
 def _easy(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
     op = rng.choice("+-*")
-    # Sums and differences go up to 19 +/- 9, products stay one-digit: all within what a small
-    # model learns by heart, and enough distinct questions (about 350) for three splits.
-    a, b = rng.randint(0, 9 if op == "*" else 19), rng.randint(0, 9)
+    # One-digit operands: 165 distinct questions, all within what a small model learns by heart.
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
     if op == "-" and a < b:
         a, b = b, a  # keep easy answers non-negative
     expr = f"{a} {op} {b}"
@@ -80,19 +89,27 @@ def _easy(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
 
 
 def _tail(rng: random.Random) -> str:
-    return " ".join(f"{rng.choice('+-')} {rng.randint(10, 999)}" for _ in range(2))
+    return " ".join(f"{rng.choice('+-')} {rng.randint(100, 999)}" for _ in range(2))
+
+
+def _product(rng: random.Random) -> str:
+    return f"{rng.randint(100, 999)} * {rng.randint(10, 99)}"
 
 
 def _hard(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
-    expr = f"{rng.randint(100, 999)} * {rng.randint(10, 99)} {_tail(rng)}"
+    expr = f"{_product(rng)} {_tail(rng)}"
     return f"What is {expr}?", expr, (expr,), expr
 
 
 def _multistep(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
-    product = f"{rng.randint(100, 999)} * {rng.randint(10, 99)}"
-    tail = _tail(rng)
+    product, tail = _product(rng), _tail(rng)
     question = f"Let x = {product}. What is x {tail}?"
     return question, f"{product} {tail}", (product, f"x {tail}"), f"{product} {tail}"
+
+
+def _learnable(level: CalcDifficulty, answer: str) -> bool:
+    """Hard and multistep answers have exactly five digits (see the module docstring)."""
+    return level is CalcDifficulty.EASY or len(answer) == ANSWER_DIGITS
 
 
 _MAKERS = {
@@ -111,7 +128,7 @@ def generate(
 ) -> list[CalcItem]:
     """`n` distinct items of one split, deterministic in (`split`, `n`, `seed`, `mix`).
 
-    Easy questions are few (about 350 distinct ones over all splits), so a split may hold fewer easy
+    Easy questions are few (165 distinct ones over all splits), so a split may hold fewer easy
     items than `mix` asks for; the generator then stops drawing them instead of looping.
     """
     split = Split(split)
@@ -125,12 +142,12 @@ def generate(
         level = rng.choices(levels, weights=[weights[k] for k in levels])[0]
         question, expr, steps, canon = _MAKERS[level](rng)
         canon = f"calc:{level}:{canon}"
-        if canon in seen or split_of(canon) != split:
+        answer = str(eval(expr, {"__builtins__": {}}))  # our own arithmetic, never model text
+        if canon in seen or split_of(canon) != split or not _learnable(level, answer):
             misses += 1
             continue
         seen.add(canon)
         misses = 0  # count consecutive misses only: an exhausted level must not end the rest
-        answer = str(eval(expr, {"__builtins__": {}}))  # our own arithmetic, never model text
         min_calls = 0 if level is CalcDifficulty.EASY else 1
         items.append(CalcItem(item_id(canon), question, answer, level, min_calls, expr, steps))
     return items

@@ -50,6 +50,15 @@ class OptimConfig(BaseModel):
         4.5, gt=0, description="Wall-clock budget for training, minutes; stops early and saves."
     )
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
+    focus_steps: int = Field(
+        0, ge=0, description="First steps drawn only from ideal demonstrations of the `focus` "
+        "difficulties: one copy pattern learnt alone is learnt fast, and seeds the others.")
+    focus: list[str] = Field(
+        default_factory=list, description="Difficulties of the focus phase (e.g. calc: hard).")
+    skills_steps: int = Field(
+        400, ge=0, description="Steps after the focus phase drawn only from ideal "
+        "demonstrations (exact minimal calls, right answer) of every difficulty: the policy "
+        "learns to copy before it sees the mix.")
 
 
 class SftConfig(BaseModel):

@@ -11,7 +11,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.config import SftConfig
-from paretopo.testbed.demos import Demo, calc_demo, kbqa_demo, sample_demos
+from paretopo.testbed.demos import Demo, Strategy, calc_demo, kbqa_demo, sample_demos
 from paretopo.testbed.model import build_model, n_parameters, save_policy
 from paretopo.testbed.prompts import TaskName
 from paretopo.testbed.splits import Split
@@ -39,19 +39,56 @@ class SftResult:
     n_parameters: int = 0
 
 
+def _train_items(cfg: SftConfig) -> tuple[list, Callable]:
+    """The training-split items of `cfg.task` and the function that demonstrates one."""
+    if cfg.task is TaskName.CALC:
+        return calc.generate(Split.TRAIN, cfg.demos.n_items, seed=cfg.seed), calc_demo
+    world = kbqa.build_world(cfg.seed)
+    index = LexicalIndex(world.passages())
+    make = partial(kbqa_demo, world=world, index=index, top_k=cfg.demos.search_top_k)
+    return kbqa.generate(Split.TRAIN, seed=cfg.seed), make
+
+
 def build_demos(cfg: SftConfig) -> list[Demo]:
     """The warm-start data of `cfg.task`, drawn from the training split only."""
+    items, make = _train_items(cfg)
     d = cfg.demos
-    if cfg.task is TaskName.CALC:
-        items, make = calc.generate(Split.TRAIN, d.n_items, seed=cfg.seed), calc_demo
-    else:
-        world = kbqa.build_world(cfg.seed)
-        items = kbqa.generate(Split.TRAIN, seed=cfg.seed)
-        index = LexicalIndex(world.passages())
-        make = partial(kbqa_demo, world=world, index=index, top_k=d.search_top_k)
     return sample_demos(
         items, d.n_demos, make, seed=cfg.seed, mix=d.mix, difficulty_weights=d.difficulty_weights
     )
+
+
+def _difficulties(cfg: SftConfig) -> dict[str, str]:
+    """Item id -> difficulty, for the items `build_demos` draws from."""
+    return {item.id: str(item.difficulty) for item in _train_items(cfg)[0]}
+
+
+def is_ideal(demo: Demo) -> bool:
+    """A demonstration of the ideal agent: the minimal number of calls and the right answer."""
+    return demo.correct and demo.strategy is not Strategy.EXTRA  # right, no needless call
+
+
+def curriculum(cfg: SftConfig, demos: Sequence[Demo], difficulty: Sequence[str]) -> list[
+    tuple[int, list[int]]
+]:
+    """The phases of training as (first step after the phase, indices of the demos it draws).
+
+    Copying (question -> code, tool output -> answer) is what a character-level policy learns
+    slowest. With the whole strategy mix from the first step it sits on a plateau beyond the
+    CPU budget: every strategy copies at other character offsets, and the gradients of the
+    patterns dilute each other. Measured on calc (2 layers x 128): ideal demonstrations of
+    hard items alone are copied exactly after ~300 steps, while all ideal demonstrations
+    together show no copying after 1200. So: a focus phase (ideal demos of `optim.focus`
+    difficulties), a skills phase (ideal demos of every difficulty), then the mix, which sets
+    the (mediocre) strategy on top of skills already learnt.
+    """
+    o = cfg.optim
+    ideal = [i for i, d in enumerate(demos) if is_ideal(d)]
+    focus = [i for i in ideal if difficulty[i] in set(o.focus)]
+    if o.focus_steps and not focus:
+        raise ValueError(f"optim.focus {o.focus} selects no ideal demonstration")
+    phases = [(o.focus_steps, focus), (o.focus_steps + o.skills_steps, ideal)]
+    return [p for p in phases if p[0] > 0] + [(math.inf, list(range(len(demos))))]
 
 
 def encode_demo(demo: Demo, tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
@@ -94,18 +131,39 @@ def collate(
     return ids, attn, labels
 
 
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled tokens. logits (B, T, V), labels (B, T)."""
-    return torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+def masked_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, tokens_per_batch: float | None = None
+) -> torch.Tensor:
+    """Next-token cross-entropy summed over the labelled tokens, divided by `tokens_per_batch`
+    (default: this batch's labelled-token count, i.e. the plain mean). logits (B, T, V),
+    labels (B, T).
+
+    Training passes the dataset-wide mean instead of the batch's own count: batches are
+    bucketed by length, so a per-batch mean would give each token of a short demonstration
+    (a direct answer) several times the weight of a token of a long one (tool calls), and the
+    policy would learn to answer directly far more often than the demonstrations do.
+    """
+    total = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]),
+        labels[:, 1:].reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
     )
+    count = (labels[:, 1:] != -100).sum().clamp(min=1) if tokens_per_batch is None else None
+    return total / (tokens_per_batch if count is None else count)
 
 
-def _lr_at(step: int, cfg: SftConfig) -> float:
+def _lr_at(step: int, cfg: SftConfig, time_used: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak over the run's progress.
+
+    Progress is the larger of the step fraction and `time_used` (the fraction of the
+    wall-clock budget spent): on a busy machine the time budget ends the run long before
+    `max_steps`, and the rate must still have decayed by then.
+    """
     o = cfg.optim
     if step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
-    progress = (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps)
+    progress = max((step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps), time_used)
     return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -117,8 +175,12 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
 
     # --- data: demonstrations -> (ids, loss mask)
     tokenizer = build_tokenizer()
-    rows = [encode_demo(d, tokenizer) for d in build_demos(cfg)]
+    demos, difficulty = build_demos(cfg), _difficulties(cfg)
+    rows = [encode_demo(d, tokenizer) for d in demos]
     lengths = [len(ids) for ids, _ in rows]
+    # labelled tokens of an average batch (the first token of each row is never a target)
+    tokens_per_batch = cfg.optim.batch_size * sum(sum(m[1:]) for _, m in rows) / len(rows)
+    phases = curriculum(cfg, demos, [difficulty[d.item_id] for d in demos])
 
     # --- model and optimizer
     model = build_model(tokenizer, cfg.model, seed=cfg.seed)
@@ -129,16 +191,25 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     result = SftResult(cfg.checkpoint_dir, 0, n_parameters=n_parameters(model))
 
     # --- loop: stop at max_steps or when the wall-clock budget is spent
-    deadline = start + 60 * cfg.optim.max_minutes
+    budget_s = 60 * cfg.optim.max_minutes
+    deadline = start + budget_s
     batches: list[list[int]] = []
     bar = tqdm(total=cfg.optim.max_steps, desc=f"sft {cfg.task}", disable=not progress)
     while result.steps < cfg.optim.max_steps and time.monotonic() < deadline:
+        if result.steps == phases[0][0]:
+            phases.pop(0)
+            batches = []  # next phase: batches from its own pool
         if not batches:
-            batches = _batches(lengths, cfg.optim.batch_size, rng)
+            pool = phases[0][1]
+            batches = [
+                [pool[j] for j in b]
+                for b in _batches([lengths[i] for i in pool], cfg.optim.batch_size, rng)
+            ]
         ids, attn, labels = collate([rows[i] for i in batches.pop()], tokenizer.pad_token_id)
         for group in optim.param_groups:
-            group["lr"] = _lr_at(result.steps, cfg)
-        loss = masked_lm_loss(model(input_ids=ids, attention_mask=attn).logits, labels)
+            group["lr"] = _lr_at(result.steps, cfg, (time.monotonic() - start) / budget_s)
+        logits = model(input_ids=ids, attention_mask=attn).logits
+        loss = masked_lm_loss(logits, labels, tokens_per_batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
