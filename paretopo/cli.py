@@ -22,7 +22,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Task generator seed.")]
 
 @app.command()
 def sft(
-    task: TaskOpt = "calc",
+    task: Annotated[str | None, typer.Option(
+        "--task", help="Testbed task: calc or kbqa (default: the config's, else calc).")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML SftConfig; default configs/testbed/.")
     ] = None,
@@ -37,14 +38,17 @@ def sft(
     """Warm-start (SFT) the testbed policy on CPU and save a Hugging Face checkpoint."""
     from paretopo.testbed.config import SftConfig, load_sft_config
 
-    default_file = Path("configs/testbed") / f"sft_{task}.yaml"
+    default_file = Path("configs/testbed") / f"sft_{task or 'calc'}.yaml"
     if config is not None:
         cfg = load_sft_config(config)
+        if task is not None and task != cfg.task:
+            raise typer.BadParameter(
+                f"--task {task} contradicts task: {cfg.task} in {config}; drop one of them")
     elif default_file.is_file():
         cfg = load_sft_config(default_file)
     else:
-        cfg = SftConfig(task=task)
-    overrides: dict = {"task": task}
+        cfg = SftConfig(task=task or "calc")
+    overrides: dict = {}
     if out is not None:
         overrides["out_dir"] = out
     if seed is not None:

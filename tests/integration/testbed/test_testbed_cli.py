@@ -59,6 +59,15 @@ def test_dry_run_prints_the_resolved_config(tmp_path):
     assert cfg["task"] == "calc" and cfg["optim"]["max_steps"] == 7
 
 
+
+def test_a_config_file_keeps_its_task_and_a_contradicting_task_is_refused(tmp_path):
+    repo = Path(__file__).parents[3]
+    kbqa = repo / "configs" / "testbed" / "sft_kbqa.yaml"
+    assert json.loads(_run(["sft", "--config", str(kbqa), "--dry-run"], repo))["task"] == "kbqa"
+    proc = subprocess.run([*PARETOPO, "sft", "--task", "calc", "--config", str(kbqa), "--dry-run"],
+                          cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0 and "contradicts task: kbqa" in proc.stdout + proc.stderr
+
 def test_corpus_and_items_export(tmp_path):
     _run(["testbed", "corpus", str(tmp_path / "corpus.jsonl")], tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "corpus.jsonl").read_text().splitlines()]
