@@ -162,16 +162,18 @@ def bwrap_argv(plan: SandboxPlan, *, as_root: bool) -> list[str]:
     else:
         args += ["--unshare-user", "--disable-userns"]
     args += _system_binds()
-    done = {"/usr"}
+    size = str(plan.tmpfs_mb * 1024 * 1024)
+    # World-writable sticky scratch: the zygote may run as an unprivileged uid. Mounted before
+    # the interpreter's binds, so a virtual environment under /tmp is bound on top of the
+    # fresh /tmp instead of being hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "01777", "--size", size, "--tmpfs", "/dev/shm"]
+    done = {"/usr", "/tmp", "/dev", "/proc"}
     for path in [os.path.dirname(os.path.dirname(plan.python)), *plan.site_dirs]:
         if not path.startswith("/usr/") and path not in done:
             args += _ro_bind_with_parents(path, done)
-    size = str(plan.tmpfs_mb * 1024 * 1024)
-    # World-writable sticky scratch: the zygote may run as an unprivileged uid.
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "01777", "--size", size, "--tmpfs", "/dev/shm",
-             "--clearenv", "--chdir", "/tmp"]
+    args += ["--clearenv", "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]
     return [*args, "--"]

@@ -145,3 +145,31 @@ def test_fallback_mechanism_still_limits_and_cleans_up(monkeypatch):
     if os.geteuid() == 0:  # NPROC holds because the worker dropped to its own uid
         assert out["fork"] == "True\n"
     assert out["check"] == "False\n"  # the setsid daemon of the previous call is gone
+
+
+@pytest.mark.slow
+def test_bwrap_sees_site_packages_that_live_under_tmp(tmp_path):
+    """A virtual environment under /tmp (a CI clone there) stays importable in the sandbox:
+    the sandbox's fresh /tmp must not hide it."""
+    try:
+        plan = make_plan(mechanism="bwrap")
+    except RuntimeError as err:
+        pytest.skip(f"bwrap cannot run here: {err}")
+    site = tmp_path / "venv-site"
+    site.mkdir()
+    (site / "paretopo_probe.py").write_text("ANSWER = 42\n")
+    site.chmod(0o755)
+    (site / "paretopo_probe.py").chmod(0o644)
+    assert str(site).startswith("/tmp/")
+    plan.site_dirs = [*plan.site_dirs, str(site)]
+
+    async def go() -> str:
+        pool = WorkerPool(plan, 1)
+        await pool.start()
+        try:
+            code = "import paretopo_probe; print(paretopo_probe.ANSWER)"
+            return (await pool.run({**REQ, "code": code}, 5.0))["stdout"]
+        finally:
+            await pool.close()
+
+    assert asyncio.run(go()) == "42\n"
