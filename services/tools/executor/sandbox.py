@@ -124,18 +124,31 @@ def python_paths() -> tuple[str, list[str]]:
     return python, dirs
 
 
-def _ro_bind_with_parents(path: str, done: set[str]) -> list[str]:
-    """bwrap args binding `path` read-only, creating world-traversable parent directories
-    (bwrap would make them 0700, which an unprivileged uid cannot cross)."""
+#: Where site-packages that live under /tmp or /dev/shm on the host (a virtual environment
+#: of a CI clone in /tmp) appear inside the sandbox: its own /tmp and /dev/shm are fresh,
+#: empty and wiped on every call, so nothing of the host may sit there.
+RELOCATED_ROOT = "/opt/paretopo-host"
+
+
+def sandbox_path(host_path: str) -> str:
+    """The path inside the bwrap sandbox of a read-only bound host directory."""
+    if host_path.startswith(("/tmp/", "/dev/shm/")):
+        return RELOCATED_ROOT + host_path
+    return host_path
+
+
+def _ro_bind_with_parents(path: str, done: set[str], target: str) -> list[str]:
+    """bwrap args binding `path` read-only at `target`, creating world-traversable parent
+    directories (bwrap would make them 0700, which an unprivileged uid cannot cross)."""
     args: list[str] = []
-    parts = Path(path).parts
+    parts = Path(target).parts
     for i in range(2, len(parts)):
         parent = str(Path(*parts[:i]))
         if parent not in done:
             done.add(parent)
             args += ["--perms", "0755", "--dir", parent]
-    done.add(path)
-    return [*args, "--ro-bind", path, path]
+    done.add(target)
+    return [*args, "--ro-bind", path, target]
 
 
 def _system_binds() -> list[str]:
@@ -162,18 +175,16 @@ def bwrap_argv(plan: SandboxPlan, *, as_root: bool) -> list[str]:
     else:
         args += ["--unshare-user", "--disable-userns"]
     args += _system_binds()
-    size = str(plan.tmpfs_mb * 1024 * 1024)
-    # World-writable sticky scratch: the zygote may run as an unprivileged uid. Mounted before
-    # the interpreter's binds, so a virtual environment under /tmp is bound on top of the
-    # fresh /tmp instead of being hidden by it.
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
-             "--perms", "01777", "--size", size, "--tmpfs", "/dev/shm"]
-    done = {"/usr", "/tmp", "/dev", "/proc"}
+    done = {"/usr"}
     for path in [os.path.dirname(os.path.dirname(plan.python)), *plan.site_dirs]:
         if not path.startswith("/usr/") and path not in done:
-            args += _ro_bind_with_parents(path, done)
-    args += ["--clearenv", "--chdir", "/tmp"]
+            args += _ro_bind_with_parents(path, done, sandbox_path(path))
+    size = str(plan.tmpfs_mb * 1024 * 1024)
+    # World-writable sticky scratch: the zygote may run as an unprivileged uid.
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "01777", "--size", size, "--tmpfs", "/tmp",
+             "--perms", "01777", "--size", size, "--tmpfs", "/dev/shm",
+             "--clearenv", "--chdir", "/tmp"]
     for key, value in SANDBOX_ENV.items():
         args += ["--setenv", key, value]
     return [*args, "--"]
@@ -184,7 +195,8 @@ def zygote_config(plan: SandboxPlan, index: int, scratch: list[str]) -> dict:
         "drop_to_uid": plan.drop_uid(index),
         "pid_namespace": plan.mechanism is Mechanism.BWRAP,
         "scratch_dirs": scratch,
-        "extra_sys_path": plan.site_dirs,
+        "extra_sys_path": [sandbox_path(d) if plan.mechanism is Mechanism.BWRAP else d
+                           for d in plan.site_dirs],
         "preload": plan.preload,
         "seccomp_bpf": base64.b64encode(plan.seccomp_bpf).decode() if plan.seccomp_bpf else None,
     }
@@ -205,6 +217,7 @@ def worker_command(plan: SandboxPlan, index: int) -> WorkerCommand:
     uid = plan.drop_uid(index)
     if plan.mechanism is Mechanism.BWRAP:
         cfg = zygote_config(plan, index, ["/tmp", "/dev/shm"])
+        interp[0] = sandbox_path(plan.python)
         argv = [*bwrap_argv(plan, as_root=os.geteuid() == 0), *interp, json.dumps(cfg)]
         return WorkerCommand(argv, {}, "/", None, uid)
     scratch = tempfile.mkdtemp(prefix=f"paretopo-exec-{index}-")
@@ -217,8 +230,8 @@ def worker_command(plan: SandboxPlan, index: int) -> WorkerCommand:
 def probe_bwrap(path: str, python: str, site_dirs: list[str]) -> str | None:
     """Run a trivial sandbox; None when it works, else why not."""
     plan = SandboxPlan(Mechanism.BWRAP, python, site_dirs, [], None, bwrap=path)
-    argv = [*bwrap_argv(plan, as_root=os.geteuid() == 0), python, "-I", "-S", "-c",
-            "print('ok')"]
+    argv = [*bwrap_argv(plan, as_root=os.geteuid() == 0), sandbox_path(python), "-I", "-S",
+            "-c", "print('ok')"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as err:

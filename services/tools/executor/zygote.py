@@ -96,20 +96,6 @@ def harden(cfg):
         install_seccomp(base64.b64decode(cfg["seccomp_bpf"]))
 
 
-def mount_points():
-    """Every mount point this process sees (field 5 of /proc/self/mountinfo)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return {line.split()[4] for line in f if len(line.split()) > 4}
-    except OSError:
-        return set()
-
-
-#: Mount points inside the scratch space (a read-only bind of a virtual environment that
-#: lives under /tmp) are kept, with the directories leading to them; all else is wiped.
-MOUNTS = set()
-
-
 def wipe(directory):
     """Empty `directory` (the code may have chmod-ed things to make that hard)."""
     def fix_and_retry(func, path, _exc):
@@ -122,13 +108,8 @@ def wipe(directory):
 
     for name in os.listdir(directory):
         path = os.path.join(directory, name)
-        if path in MOUNTS:
-            continue
         if os.path.isdir(path) and not os.path.islink(path):
-            if any(m.startswith(path + "/") for m in MOUNTS):
-                wipe(path)
-            else:
-                shutil.rmtree(path, onerror=fix_and_retry)
+            shutil.rmtree(path, onerror=fix_and_retry)
         else:
             os.unlink(path)
 
@@ -409,7 +390,6 @@ def main():
     sys.stdout = open(2, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.path.extend(cfg.get("extra_sys_path", []))
-    MOUNTS.update(mount_points())
     for name in cfg.get("preload", []):
         try:
             __import__(name)
