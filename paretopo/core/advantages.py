@@ -118,6 +118,18 @@ def stage1_advantages(
     return (1.0 + amplification * rho) * fixed_weight(rewards, weights)
 
 
+#: Relative width below which the scores of one rank count as equal (Eq. 8's "all equal"):
+#: w·r of equal outcomes can differ in the last bits after an affine change of the rewards.
+TIE_RTOL = 1e-6
+
+
+def tie_tolerance(lo, hi):
+    """Scores of one rank within this distance of each other are a tie (floats or tensors)."""
+    if isinstance(lo, torch.Tensor):
+        return TIE_RTOL * torch.maximum(lo.abs(), hi.abs()).clamp(min=1.0)
+    return TIE_RTOL * max(abs(lo), abs(hi), 1.0)
+
+
 def pareto_rank_advantages(
     rewards: torch.Tensor, weights: Sequence[float], eps: float = 0.5
 ) -> torch.Tensor:
@@ -148,7 +160,8 @@ def pareto_rank_advantages(
     hi = torch.full(shape, -torch.inf, dtype=r.dtype).scatter_reduce(-1, ranks, score, "amax")
     lo, hi = lo.gather(-1, ranks), hi.gather(-1, ranks)
     width = hi - lo
-    within = torch.where(width > 0, (score - lo) / torch.where(width > 0, width, 1.0), 0.0)
+    spread_out = width > tie_tolerance(lo, hi)
+    within = torch.where(spread_out, (score - lo) / torch.where(spread_out, width, 1.0), 0.0)
     refined = base + eps * within / spread  # Eq. 9
     return refined - refined.mean(-1, keepdim=True)
 
@@ -167,7 +180,7 @@ def pareto_rank_advantages_reference(
         for i, k in enumerate(ranks):
             front = [scores[j] for j in range(len(ranks)) if ranks[j] == k]
             lo, hi = min(front), max(front)
-            s = (scores[i] - lo) / (hi - lo) if hi > lo else 0.0
+            s = (scores[i] - lo) / (hi - lo) if hi - lo > tie_tolerance(lo, hi) else 0.0
             base = (k_max - k) / (k_max - 1) if k_max > 1 else 0.0
             refined.append(base + eps * s / max(k_max - 1, 1))
         mean = sum(refined) / len(refined)

@@ -183,3 +183,13 @@ def test_nonzero_groups():
     r = torch.full((1, 3, 2), 0.1, dtype=torch.float64)
     assert not nonzero_groups(grpo(r)).any()
     assert np.isfinite(grpo(torch.rand(2, 1, 2)).numpy()).all()  # G = 1 is defined
+
+
+def test_equal_scores_stay_tied_after_an_affine_change():
+    """Found by the property above: w·r of two front points ties exactly before the change and
+    differs in the last bits after it; Eq. 8 must still see a tie."""
+    r = torch.tensor([[[0.25, 1.0], [0.5, 0.75]]], dtype=torch.float64)
+    moved = r * 1.2274565527118018 + 4.0
+    for rewards in (r, moved):
+        torch.testing.assert_close(pareto_rank_advantages(rewards, (0.5, 0.5), 0.5),
+                                   torch.zeros(1, 2, dtype=torch.float64))
