@@ -76,6 +76,8 @@ def demo(
     eval_prompts: Annotated[int | None, typer.Option(help="Validation prompts.")] = None,
     group_size: Annotated[int | None, typer.Option("-G", help="Samples per prompt.")] = None,
     prompts_per_step: Annotated[int | None, typer.Option(help="Prompts per step.")] = None,
+    train_items: Annotated[int | None, typer.Option(
+        help="Training items drawn from (the first N of the training split).")] = None,
 ) -> None:
     """Train a tool-using agent with ParetoPO through every service and report the outcome."""
     if algorithm not in ALGORITHMS:
@@ -84,7 +86,7 @@ def demo(
                        seed=seed, objectives=objectives, model=model, home=home,
                        stage1_steps=stage1_steps, eval_every=eval_every,
                        eval_prompts=eval_prompts, group_size=group_size,
-                       prompts_per_step=prompts_per_step)
+                       prompts_per_step=prompts_per_step, train_items=train_items)
     try:
         report, stack = _live(opts, f"{algorithm} on {task}")
     except (StackRunning, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:

@@ -43,6 +43,7 @@ class DemoOptions:
     eval_every: int | None = None
     eval_prompts: int | None = None
     stage1_steps: int | None = None
+    train_items: int | None = None
     run_id: str | None = None
 
 
@@ -107,6 +108,8 @@ def run_config(opts: DemoOptions, model: Path, stack: StackState, run_id: str) -
                        ("stage1_steps", opts.stage1_steps)):
         if value is not None:
             raw[key] = value
+    if opts.train_items is not None:
+        raw["data"]["train_items"] = opts.train_items
     if opts.eval_every is not None:
         raw["eval"]["every"] = opts.eval_every
     if opts.eval_prompts is not None:

@@ -20,9 +20,10 @@ import pytest
 PARETOPO = [sys.executable, "-c", "from paretopo.cli import app; app()"]
 
 # A short warm start, drawn mostly from one-digit questions: enough for the policy to answer
-# some of them (about 10 % of samples, measured), so that with 4 steps x 8 prompts x G = 8
-# some training trajectories succeed and set n* (with 6 prompts and the plain mix, about 2 %
-# of samples were right and a run without any success was seen).
+# some of them (about 10 % of samples, measured), so that training trajectories succeed and
+# set n*. The demo trains on the first 40 training items, 16 of them one-digit questions
+# (the whole split has 7 %): with 4 steps x 8 prompts x G = 8, a run without any success
+# would be a ~1e-5 event (with the whole split, runs without one were seen).
 TINY_SFT = """\
 task: calc
 seed: 0
@@ -50,7 +51,8 @@ def demo_report(tmp_path_factory) -> tuple[dict, str]:
     _run(["sft", "--config", str(work / "sft.yaml"), "--out", str(work / "warm")], work, 300)
     stdout = _run(["demo", "--model", str(work / "warm"), "--steps", "4", "--stage1-steps", "2",
                    "--eval-every", "2", "--eval-prompts", "8", "-G", "8",
-                   "--prompts-per-step", "8", "--minutes", "8", "--home", str(work / "demo")],
+                   "--prompts-per-step", "8", "--train-items", "40", "--minutes", "8",
+                   "--home", str(work / "demo")],
                   work, 600)
     reports = list((work / "demo").glob("demo-calc-paretopo-*/report.json"))
     assert len(reports) == 1, stdout
