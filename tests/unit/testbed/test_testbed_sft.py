@@ -11,8 +11,19 @@ import torch
 
 from paretopo.testbed import calc
 from paretopo.testbed.config import SftConfig, load_sft_config
-from paretopo.testbed.model import load_policy
-from paretopo.testbed.sft import build_demos, curriculum, is_ideal, masked_lm_loss, train_sft
+from paretopo.testbed.model import ModelConfig, build_model, load_policy
+from paretopo.testbed.sft import (
+    build_demos,
+    collate,
+    curriculum,
+    encode_demo,
+    is_ideal,
+    masked_lm_loss,
+    shared_prefix_length,
+    suffix_logits,
+    train_sft,
+)
+from paretopo.testbed.tokenizer import build_tokenizer
 
 CONFIGS = sorted((Path(__file__).parents[3] / "configs" / "testbed").glob("*.yaml"))
 
@@ -97,3 +108,38 @@ def test_curriculum_draws_ideal_demonstrations_first():
     assert focus and all(is_ideal(demos[i]) and difficulty[i] == "hard" for i in focus)
     assert set(focus) < set(skills) and all(is_ideal(demos[i]) for i in skills)
     assert len(skills) < len(everything) == len(demos)
+
+
+def test_shared_prefix_gives_the_loss_and_gradients_of_whole_rows():
+    """Running the template's instructions once per batch is an optimisation, not a change."""
+    tokenizer = build_tokenizer()
+    demos = build_demos(SftConfig(task="calc", demos={"n_demos": 6, "n_items": 50}))
+    rows = [encode_demo(d, tokenizer) for d in demos]
+    n_prefix = shared_prefix_length(rows)
+    assert n_prefix > 30  # the calc template's instructions
+    assert all(sum(m[:n_prefix + 1]) == 0 for _, m in rows)  # no label loses its logit
+
+    def loss_and_grads(forward, batch_rows):
+        model = build_model(tokenizer, ModelConfig(hidden_size=32, intermediate_size=64,
+                                                   num_hidden_layers=2, num_attention_heads=2,
+                                                   num_key_value_heads=1), seed=0)
+        ids, attn, labels = collate(batch_rows, tokenizer.pad_token_id)
+        loss = masked_lm_loss(forward(model, ids, attn), labels, 50.0)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    whole = loss_and_grads(lambda m, i, a: m(input_ids=i, attention_mask=a).logits, rows)
+    prefix = torch.tensor(rows[0][0][:n_prefix])
+    shared = loss_and_grads(
+        lambda m, i, a: suffix_logits(m, prefix, i, a),
+        [(ids[n_prefix:], mask[n_prefix:]) for ids, mask in rows],
+    )
+    assert shared[0] == pytest.approx(whole[0], rel=1e-5)
+    for g_shared, g_whole in zip(shared[1], whole[1], strict=True):
+        assert torch.allclose(g_shared, g_whole, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_prefix_stops_before_the_first_label():
+    rows = [([5, 6, 7, 8], [0, 0, 1, 1]), ([5, 6, 7, 9], [0, 0, 0, 1])]
+    assert shared_prefix_length(rows) == 1  # token 7 of row 0 is a label: its logit is at 1
+    assert shared_prefix_length([([5, 6], [0, 1]), ([4, 6], [0, 1])]) == 0
