@@ -52,16 +52,14 @@ def _train_items(cfg: SftConfig) -> tuple[list, Callable]:
 
 def build_demos(cfg: SftConfig) -> list[Demo]:
     """The warm-start data of `cfg.task`, drawn from the training split only."""
-    items, make = _train_items(cfg)
+    return _sample_demos(cfg, *_train_items(cfg))
+
+
+def _sample_demos(cfg: SftConfig, items: Sequence, make: Callable) -> list[Demo]:
     d = cfg.demos
     return sample_demos(
         items, d.n_demos, make, seed=cfg.seed, mix=d.mix, difficulty_weights=d.difficulty_weights
     )
-
-
-def _difficulties(cfg: SftConfig) -> dict[str, str]:
-    """Item id -> difficulty, for the items `build_demos` draws from."""
-    return {item.id: str(item.difficulty) for item in _train_items(cfg)[0]}
 
 
 def is_ideal(demo: Demo) -> bool:
@@ -212,7 +210,9 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
 
     # --- data: demonstrations -> (ids, loss mask)
     tokenizer = build_tokenizer()
-    demos, difficulty = build_demos(cfg), _difficulties(cfg)
+    items, make = _train_items(cfg)
+    demos = _sample_demos(cfg, items, make)
+    difficulty = {item.id: str(item.difficulty) for item in items}
     rows = [encode_demo(d, tokenizer) for d in demos]
     n_prefix = shared_prefix_length(rows)
     prefix = torch.tensor(rows[0][0][:n_prefix], dtype=torch.long)

@@ -22,6 +22,7 @@ import io
 import re
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,21 +82,28 @@ def _words(text: str) -> set[str]:
 
 
 class LexicalIndex:
-    """Top-k passages by word overlap: each title word matched counts 10, each text word 1."""
+    """Top-k passages by word overlap: each title word matched counts 10, each text word 1.
+
+    Inverted lists keep a query's cost to the passages it shares a word with (warm-start data
+    runs thousands of searches over the corpus)."""
 
     def __init__(self, passages: Sequence[Passage]) -> None:
         self._passages = list(passages)
-        self._titles = [_words(p.title) for p in self._passages]
-        self._texts = [_words(p.text) for p in self._passages]
+        self._postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, p in enumerate(self._passages):
+            title = _words(p.title)
+            for word in title | _words(p.text):
+                weight = 10 * (word in title) + (word in _words(p.text))
+                self._postings[word].append((i, weight))
 
     def search(self, query: str, k: int = 1) -> list[Passage]:
-        q = _words(query)
-        scored = [
-            (10 * len(q & title) + len(q & text), -i)
-            for i, (title, text) in enumerate(zip(self._titles, self._texts, strict=True))
-        ]
-        scored.sort(reverse=True)  # ties keep corpus order (-i), so results are deterministic
-        return [self._passages[-i] for score, i in scored[:k] if score > 0]
+        scores: dict[int, int] = defaultdict(int)
+        for word in _words(query):
+            for i, weight in self._postings.get(word, ()):
+                scores[i] += weight
+        # highest score first; ties keep corpus order, so results are deterministic
+        ranked = sorted(scores.items(), key=lambda s: (-s[1], s[0]))
+        return [self._passages[i] for i, score in ranked[:k] if score > 0]
 
 
 def format_output(result: PythonResult) -> str:

@@ -141,3 +141,26 @@ def test_loss_mask_covers_exactly_what_the_policy_writes():
     assert "<output>" not in written and demo.prompt in context
     assert all(call.response in context for call in demo.calls)
     assert SEARCH_OPEN not in written
+
+
+def test_lexical_index_ranks_like_scoring_every_passage(world):
+    """The inverted lists give the ranking of the plain definition: 10 per title word matched,
+    1 per text word, ties in corpus order, nothing without a shared word."""
+    passages = world.passages()
+    index = LexicalIndex(passages)
+
+    def words(text):
+        return set(text.lower().replace(".", " ").replace(",", " ").split())
+
+    def reference(query, k):
+        q = words(query)
+        scored = [(10 * len(q & words(p.title)) + len(q & words(p.text)), -i)
+                  for i, p in enumerate(passages)]
+        return [passages[-i] for score, i in sorted(scored, reverse=True)[:k] if score > 0]
+
+    rng = random.Random(0)
+    vocabulary = [*sorted({w for p in passages for w in words(p.text)}), "nowhere"]
+    queries = [" ".join(rng.sample(vocabulary, rng.randint(1, 4))) for _ in range(200)]
+    for query in [*queries, "", "Zzz"]:
+        for k in (1, 3):
+            assert index.search(query, k) == reference(query, k), query
