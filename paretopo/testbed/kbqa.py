@@ -10,12 +10,20 @@ each city is in, and where the famous companies are based. They are taught in th
 data and need no search. Every fact about a person, and where an obscure company is based, is
 only in the corpus. So an ideal agent needs 0, 1 or 2 searches:
 
-- `known` (0): "In which country is Lorvik?", "In which city is <famous company> based?"
+- `known` (0): "In which country is Tavuno?", "In which city is <famous company> based?"
 - `one_hop` (1): "In which city was <person> born?", "Which company does <person> work for?",
   "In which city is <obscure company> based?"
 - `two_hop_partial` (1): "In which country was <person> born?" (the city→country hop is
   known), "In which city is the employer of <person> based?" when the employer is famous.
 - `two_hop` (2): "In which city is the employer of <person> based?" for an obscure employer.
+
+Every name word has exactly six letters (three consonant-vowel syllables: `Tavuno`), people
+and companies are two words, places one. As with `calc`'s fixed-width numbers, this is a
+deliberate choice for a character-level policy: every copy it makes (question -> query,
+passage -> query or answer) then spans a fixed distance in characters, which a small
+transformer learns in minutes on a CPU; with free lengths it would need content-addressed
+copying, which it does not learn in that budget (measured: EM 0.00 for the warm start).
+The trade-off between searching and answering from memory is unchanged.
 """
 
 from __future__ import annotations
@@ -94,14 +102,15 @@ class World:
         return out
 
 
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "tr")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou")
-_CODAS = ("", "", "n", "r", "l", "s", "k", "m")
+_ONSETS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+#: Syllables per name word: 70^3 = 343,000 possible words of exactly six letters.
+NAME_SYLLABLES = 3
 
 
-def _name(rng: random.Random, syllables: int) -> str:
-    word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables))
-    return (word + rng.choice(_CODAS)).capitalize()
+def _name(rng: random.Random) -> str:
+    syllables = (rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(NAME_SYLLABLES))
+    return "".join(syllables).capitalize()
 
 
 def _unique_names(rng: random.Random, n: int, make) -> list[str]:
@@ -131,9 +140,7 @@ def build_world(
 ) -> World:
     """The knowledge base for `seed` (cached: it is pure and used by every split)."""
     rng = random.Random(f"kbqa-world:{seed}")
-    words = _unique_names(
-        rng, n_countries + n_cities + 2 * n_companies + 2 * n_people, lambda r: _name(r, 2)
-    )
+    words = _unique_names(rng, n_countries + n_cities + 2 * n_companies + 2 * n_people, _name)
     countries, rest = words[:n_countries], words[n_countries:]
     cities, rest = rest[:n_cities], rest[n_cities:]
     companies = _pairs(rest[: 2 * n_companies])
