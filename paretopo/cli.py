@@ -131,14 +131,9 @@ def corpus(
     seed: SeedOpt = 0,
 ) -> None:
     """Write the kbqa corpus as JSONL, the format the search service indexes."""
-    from dataclasses import asdict
+    from paretopo.testbed.kbqa import write_corpus
 
-    from paretopo.testbed.kbqa import build_world
-
-    passages = build_world(seed).passages()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(asdict(p)) + "\n" for p in passages))
-    typer.echo(f"wrote {len(passages)} passages to {out}")
+    typer.echo(f"wrote {write_corpus(out, seed)} passages to {out}")
 
 
 @testbed_app.command("items")

@@ -247,13 +247,11 @@ class LocalStack:
 
     def _search_index(self) -> Path:
         """BM25 index of the testbed kbqa corpus (built once per world seed, then reused)."""
-        from paretopo.testbed.kbqa import build_world
+        from paretopo.testbed.kbqa import write_corpus
         from services.tools.search.index import BuildOptions, build_index, is_current
 
         corpus = self.home / f"kbqa-corpus-seed{self.config.world_seed}.jsonl"
-        if not corpus.exists():
-            rows = build_world(self.config.world_seed).passages()
-            corpus.write_text("".join(json.dumps(asdict(p)) + "\n" for p in rows))
+        write_corpus(corpus, self.config.world_seed)
         out, options = self.home / f"search-index-seed{self.config.world_seed}", BuildOptions()
         if not is_current(out, corpus, options):
             build_index(corpus, out, options)

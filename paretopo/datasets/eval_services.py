@@ -11,8 +11,6 @@ Wikipedia-2018 passage sample).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 from paretopo.datasets.registry import WIKI18_SAMPLE, shared_data_dir
@@ -63,12 +61,10 @@ class ToolServices:
         from services.tools.search.index import BuildOptions, build_index, is_current
 
         if benchmark == "testbed-kbqa":
-            from paretopo.testbed.kbqa import build_world
+            from paretopo.testbed.kbqa import write_corpus
 
             corpus = self.work_dir / "kbqa-corpus-seed0.jsonl"
-            if not corpus.exists():
-                rows = build_world(0).passages()
-                corpus.write_text("".join(json.dumps(asdict(p)) + "\n" for p in rows))
+            write_corpus(corpus, 0)
         else:
             corpus = (self._data_dir or shared_data_dir()) / WIKI18_SAMPLE
         out, options = self.work_dir / "indexes" / f"bm25-{corpus.stem}", BuildOptions()

@@ -28,10 +28,12 @@ The trade-off between searching and answering from memory is unchanged.
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from functools import cache
+from pathlib import Path
 
 from paretopo.testbed.splits import Split, item_id, split_of
 
@@ -223,3 +225,19 @@ def generate(split: Split | str, n: int | None = None, *, seed: int = 0) -> list
     items = [it for it in all_items(build_world(seed)) if split_of(f"kbqa:{it.question}") == split]
     random.Random(f"kbqa:{seed}:{split}").shuffle(items)
     return items if n is None else items[:n]
+
+
+def write_corpus(path: Path, seed: int = 0) -> int:
+    """Write the corpus of world `seed` as JSONL (`id`, `title`, `text`; what the search service
+    indexes) and return its passage count.
+
+    A file that already holds exactly this text is left alone, so an index built from it stays
+    current; any other content (a corpus from an older version of the world) is replaced, so
+    a cached index of it is rebuilt instead of silently answering about other entities.
+    """
+    passages = build_world(seed).passages()
+    text = "".join(json.dumps(asdict(p)) + "\n" for p in passages)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return len(passages)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import sys
-from dataclasses import asdict
 
 import pytest
 from conftest import KEYS, REPO, publish
@@ -16,7 +14,7 @@ from scripted import ScriptedEngine
 
 from paretopo.agent_formats import TESTBED
 from paretopo.jobs import RolloutJob, SamplingParams, encode
-from paretopo.testbed.kbqa import build_world
+from paretopo.testbed.kbqa import build_world, write_corpus
 from services.rollout.agent import AgentLoop
 from services.rollout.results import read_groups
 from services.rollout.settings import RolloutSettings
@@ -48,7 +46,7 @@ def kb_search(tmp_path_factory):
     """A BM25 index of the testbed kbqa corpus, served by a real search process."""
     tmp = tmp_path_factory.mktemp("kbqa")
     corpus = tmp / "kbqa.jsonl"
-    corpus.write_text("".join(json.dumps(asdict(p)) + "\n" for p in build_world(0).passages()))
+    write_corpus(corpus, 0)
     assert build(corpus, tmp / "index", "--backend", "bm25").returncode == 0
     server = start_search(tmp / "index", tmp)
     yield server

@@ -133,3 +133,27 @@ def test_ideal_point_is_em_one_at_mean_min_calls(task, split):
     assert point.n_items == len(items)
     assert point.mean_calls == pytest.approx(sum(i.min_calls for i in items) / len(items))
     assert 0 < point.mean_calls < 2
+
+
+def test_write_corpus_replaces_a_stale_corpus_and_keeps_a_current_one(tmp_path):
+    """A corpus cached beside a search index must follow the world, or the index answers about
+    entities the policy never heard of."""
+    import json
+
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"id": "old", "title": "Lorvik", "text": "Lorvik is a city."}\n')
+    n = kbqa.write_corpus(path, 0)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert n == len(rows) == len(kbqa.build_world(0).passages())
+    assert rows[0]["title"] == kbqa.build_world(0).passages()[0].title
+    stamp = path.stat().st_mtime_ns
+    kbqa.write_corpus(path, 0)
+    assert path.stat().st_mtime_ns == stamp  # unchanged: an index built from it stays current
+
+
+def test_names_have_fixed_widths():
+    """Every copy the policy makes spans a fixed distance (see the kbqa module docstring)."""
+    world = kbqa.build_world(0)
+    names = [*world.country_of, *world.country_of.values(), *world.company_city, *world.born_in]
+    for name in names:
+        assert all(len(word) == 6 and word.isalpha() for word in name.split()), name
