@@ -131,9 +131,9 @@ def collate(
 
 
 def shared_prefix_length(rows: Sequence[tuple[list[int], list[int]]]) -> int:
-    """Leading tokens every row shares and none of them is trained on (the task template's
-    instructions), keeping the last unshared token's predecessor out so no label loses its
-    logit."""
+    """How many leading tokens every row shares (the task template's instructions), stopped
+    one token before the first label of any row, so every labelled token is predicted from a
+    logit of the row's own part."""
     first = rows[0][0]
     common = len(first)
     for ids, _ in rows[1:]:
