@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -145,6 +145,13 @@ def shared_prefix_length(rows: Sequence[tuple[list[int], list[int]]]) -> int:
     return max(0, min(common, first_label - 1))
 
 
+@cache
+def _cache_kwarg(model_class: type) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.x): the name this class takes."""
+    named = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in named else "past_key_values"
+
+
 def suffix_logits(
     model: PreTrainedModel, prefix: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
 ) -> torch.Tensor:
@@ -156,9 +163,7 @@ def suffix_logits(
     """
     if prefix.numel() == 0:
         return model(input_ids=ids, attention_mask=attn).logits
-    # transformers renamed `past_key_values` to `cache` (5.x); take whichever this one has
-    named = inspect.signature(model.forward).parameters
-    kwarg = "cache" if "cache" in named else "past_key_values"
+    kwarg = _cache_kwarg(type(model))
     cache = DynamicCache(config=model.config)
     model(input_ids=prefix[None], use_cache=True, **{kwarg: cache})
     cache.batch_repeat_interleave(ids.shape[0])

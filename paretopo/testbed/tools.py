@@ -91,10 +91,9 @@ class LexicalIndex:
         self._passages = list(passages)
         self._postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for i, p in enumerate(self._passages):
-            title = _words(p.title)
-            for word in title | _words(p.text):
-                weight = 10 * (word in title) + (word in _words(p.text))
-                self._postings[word].append((i, weight))
+            title, text = _words(p.title), _words(p.text)
+            for word in title | text:
+                self._postings[word].append((i, 10 * (word in title) + (word in text)))
 
     def search(self, query: str, k: int = 1) -> list[Passage]:
         scores: dict[int, int] = defaultdict(int)
