@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/integration/
 from learner_stack import NAMESPACE, start_stack
 from redis.asyncio import Redis
 
+from paretopo.hf_policy import save_policy
 from paretopo.jobs import GroupResult, decode
 from paretopo.streams import RolloutKeys
-from paretopo.testbed.model import build_model, save_policy
+from paretopo.testbed.model import build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 from services.learner.config import RunConfig
 from services.learner.loop import train

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 
+from paretopo.hf_policy import save_policy
 from paretopo.jobs import SamplingParams
-from paretopo.testbed.model import build_model, save_policy
+from paretopo.testbed.model import build_model
 from paretopo.testbed.prompts import render_prompt
 from paretopo.testbed.tokenizer import build_tokenizer
-from services.rollout.engine import EngineSettings
+from services.rollout.settings import EngineSettings
 from services.rollout.torch_engine import TorchEngine
 
 
@@ -69,8 +70,8 @@ def workers_bench(policy: Path, n_workers_list: list[int], jobs: int, group: int
     from paretopo.policy_store import PolicyPointer, point_to
     from paretopo.process import ManagedProcess
     from paretopo.redis_server import EmbeddedRedis
+    from paretopo.results import read_groups
     from paretopo.streams import RolloutKeys
-    from services.rollout.results import read_groups
 
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo / "tests" / "integration" / "executor"))

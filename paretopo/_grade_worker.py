@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from paretopo.core.rewards import math_equal
+from paretopo.answers import math_equal
 
 
 def main() -> None:

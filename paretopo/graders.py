@@ -1,6 +1,6 @@
-"""Graders: is a completion's answer right? Thin dispatch over `paretopo.core.rewards`.
+"""Graders: is a completion's answer right? Thin dispatch over `paretopo.answers`.
 
-The equivalence logic lives in one place, `paretopo.core.rewards` (`math_equal`: math-verify,
+The equivalence logic lives in one place, `paretopo.answers` (`math_equal`: math-verify,
 gold parsed first; `exact_match`: SQuAD normalisation; `extract_answer`: ``<answer>`` then
 ``\\boxed{}``). This module adds what a worker needs around it:
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from paretopo.core.rewards import exact_match, extract_answer, math_equal
+from paretopo.answers import exact_match, extract_answer, math_equal
 from paretopo.datasets.records import TaskKind
 
 __all__ = ["Grade", "Grader", "MathGrader", "extract_prediction"]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from paretopo.hf_policy import save_policy
 from paretopo.netutil import free_port
 from paretopo.redis_server import EmbeddedRedis
-from paretopo.testbed.model import TINY_CONFIG, build_model, save_policy
+from paretopo.testbed.model import TINY_CONFIG, build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 
 

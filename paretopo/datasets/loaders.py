@@ -20,7 +20,7 @@ from paretopo.datasets.readers import jsonl_rows, parquet_rows
 from paretopo.datasets.records import DatasetError, Record, TaskKind, golds_from
 
 if TYPE_CHECKING:
-    from services.tools.search.corpus import Passage
+    from paretopo.corpus import Passage
 
 QUESTION_KEYS = ("problem", "question")
 GOLD_KEYS = ("golden_answers", "answer", "answers")
@@ -123,7 +123,7 @@ def load_passages(path: Path, *, limit: int | None = None) -> Iterator[Passage]:
     Reads with the search service's `read_corpus` (one definition of the corpus format); its
     errors come out as `DatasetError`, naming the file and line.
     """
-    from services.tools.search.corpus import CorpusError, read_corpus
+    from paretopo.corpus import CorpusError, read_corpus
 
     try:
         yield from read_corpus(Path(path), limit=limit)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from paretopo.core.rewards import gold_text
+from paretopo.answers import gold_text
 from paretopo.errors import InvalidArgument
 
 

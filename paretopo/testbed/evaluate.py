@@ -15,7 +15,8 @@ from statistics import fmean
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from paretopo.core.rewards import extract_answer, tool_efficiency
+from paretopo.answers import extract_answer
+from paretopo.core.rewards import tool_efficiency
 from paretopo.testbed.prompts import (
     PYTHON_CLOSE,
     PYTHON_OPEN,

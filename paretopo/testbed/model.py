@@ -2,24 +2,15 @@
 
 Built from a config of about 1.6 M parameters, saved and loaded in the standard Hugging Face
 format (`config.json` + `model.safetensors` + the tokenizer files), so the rest of the system
-loads the testbed policy and a real Qwen2.5 checkpoint through the same `load_policy`.
+loads the testbed policy and a real Qwen2.5 checkpoint through the same
+`paretopo.hf_policy.load_policy`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import (
-    AutoModelForCausalLM,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
-
-from paretopo.testbed.tokenizer import load_tokenizer
+from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 
 class ModelConfig(BaseModel):
@@ -68,23 +59,3 @@ def build_model(
 def n_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def save_policy(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path
-) -> Path:
-    """Save weights (safetensors), config and tokenizer into one directory."""
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)  # safetensors is the default serialisation
-    tokenizer.save_pretrained(out)
-    return out
-
-
-def load_policy(
-    path: str | Path, *, dtype: torch.dtype = torch.float32
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load any causal LM checkpoint directory (the testbed's or a real Qwen2.5) for inference."""
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    model.eval()
-    return model, load_tokenizer(path)

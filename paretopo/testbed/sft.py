@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from paretopo.hf_policy import save_policy
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.config import SftConfig
 from paretopo.testbed.demos import Demo, Strategy, calc_demo, kbqa_demo, sample_demos
-from paretopo.testbed.model import build_model, n_parameters, save_policy
+from paretopo.testbed.model import build_model, n_parameters
 from paretopo.testbed.prompts import TaskName
 from paretopo.testbed.splits import Split
 from paretopo.testbed.tokenizer import build_tokenizer

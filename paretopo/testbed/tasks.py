@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
-from paretopo.core.rewards import exact_match, math_equal
+from paretopo.answers import exact_match, math_equal
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.calc import CalcItem
 from paretopo.testbed.kbqa import KbqaItem

@@ -4,7 +4,8 @@ Built with `tokenizers` (a BPE model with no merges is exactly a character vocab
 printable ASCII character and the newline), with the tags of `prompts.TAGS` as special tokens so
 that each tag is one id the agent loop can stop on. Saved and loaded in the standard format
 (`tokenizer.json` + `tokenizer_config.json`), so `AutoTokenizer.from_pretrained` loads it
-like a real Qwen2.5 tokenizer — through `load_tokenizer`, not a bare `AutoTokenizer`:
+like a real Qwen2.5 tokenizer — through `paretopo.hf_policy.load_tokenizer`, not a bare
+`AutoTokenizer`:
 transformers 5 forces its own `Qwen2Tokenizer` (byte-level BPE, which drops spaces and newlines
 from this vocabulary) on any directory whose `config.json` says `qwen2`, whatever
 `tokenizer_config.json` declares. `load_tokenizer` honours the declared class instead.
@@ -14,11 +15,8 @@ Decode with `skip_special_tokens=False` to keep the tags in the text.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from tokenizers import AddedToken, Tokenizer, decoders, models
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from paretopo.testbed.prompts import TAGS
 
@@ -46,18 +44,3 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         padding_side="left",  # generation pads on the left, so every row ends at its last token
         model_max_length=1024,
     )
-
-
-#: Declared classes that mean "the tokenizer is exactly tokenizer.json" (ours are saved so).
-_GENERIC_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
-
-
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    """Load any Hugging Face tokenizer (the testbed's or a real model's) from a directory."""
-    config_file = Path(path) / "tokenizer_config.json"
-    declared = None
-    if config_file.is_file():
-        declared = json.loads(config_file.read_text()).get("tokenizer_class")
-    if declared in _GENERIC_CLASSES:
-        return PreTrainedTokenizerFast.from_pretrained(str(path))
-    return AutoTokenizer.from_pretrained(str(path))

@@ -1,9 +1,9 @@
 """Prompts of a run: the training sequence (epoch by epoch, reshuffled per epoch) and the
 fixed held-out validation prompts.
 
-Two sources: a testbed task (`PromptSource`, the testbed's prompt and grader) or one of the
-paper's datasets (`DatasetPromptSource`: `paretopo.datasets.load_benchmark` records, the
-`paretopo.templates` prompt through the policy's chat template, `paretopo.graders` for r_acc).
+Prompts come from a `paretopo.tasks.Task` found by name (the testbed's `calc`/`kbqa` or one
+of the paper's datasets): the task renders each question and grades each answer, so the
+learner treats every task alike.
 
 Training prompt number `seq` (0, 1, 2, ... over the whole run) is a pure function of the
 seed and `seq`, so the data position is one integer and a resumed run sees the same prompts.
@@ -13,43 +13,59 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from paretopo.testbed.prompts import render_prompt
-from paretopo.testbed.splits import Split
-from paretopo.testbed.tasks import Item, is_correct, load_items
+from paretopo.tasks import Task, get_task
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt as the learner enqueues it, with the item its grader needs."""
+    """One prompt as the learner enqueues it, with the item and task its grader needs."""
 
     id: str
     text: str
-    item: Any  # a testbed `Item`, or a `paretopo.datasets.Record`
+    item: Any  # a testbed item, or a `paretopo.datasets.Record`
+    task: Task
 
 
-def _prompts(task: str, items: list[Item]) -> list[Prompt]:
-    return [Prompt(item.id, render_prompt(task, item.question), item) for item in items]
+def _split(task: Task, eval_task: Task | None, *, train_items: int, eval_items: int,
+           seed: int) -> tuple[list[Any], list[Any]]:
+    """Training and validation items: the task's own splits when it has them, else the
+    validation task's first items, else the last `eval_items` of the task's one split (held
+    out of training)."""
+    if eval_task is not None:
+        (train_split,), (eval_split,) = task.splits[:1], eval_task.splits[-1:]
+        return (task.items(train_split, train_items, seed=seed),
+                eval_task.items(eval_split, eval_items, seed=seed))
+    if "train" in task.splits and "validation" in task.splits:
+        return (task.items("train", train_items, seed=seed),
+                task.items("validation", eval_items, seed=seed))
+    records = task.items(task.splits[0], train_items + eval_items, seed=seed)
+    cut = max(len(records) - eval_items, 0)
+    return records[:cut], records[cut:]
 
 
 class PromptSource:
-    """Training prompts in a seeded order, and validation prompts, of one testbed task."""
+    """Training prompts in a seeded order, and validation prompts, of one task."""
 
-    def __init__(self, task: str, *, train_items: int, eval_items: int, seed: int) -> None:
-        self.task = task
+    def __init__(self, task: Task | str, *, train_items: int, eval_items: int, seed: int,
+                 tokenizer: Any = None, eval_task: Task | None = None) -> None:
+        self.task = get_task(task) if isinstance(task, str) else task
         self.seed = seed
-        self.train = _prompts(task, load_items(task, Split.TRAIN, train_items, seed=seed))
-        self.validation = _prompts(task, load_items(task, Split.VALIDATION, eval_items, seed=seed))
-        self._index()
+        train, validation = _split(self.task, eval_task, train_items=train_items,
+                                   eval_items=eval_items, seed=seed)
 
-    def _index(self) -> None:
-        task = self.task
+        def prompts(items: list[Any], task: Task) -> list[Prompt]:
+            return [Prompt(item.id, task.prompt(item.question, tokenizer), item, task)
+                    for item in items]
+
+        self.train = prompts(train, self.task)
+        self.validation = prompts(validation, eval_task or self.task)
+        self._tasks = {self.task, eval_task or self.task}
         if not self.train:
-            raise ValueError(f"task {task!r} has no training items")
+            raise ValueError(f"task {self.task.name!r} has no training items")
         if not self.validation:
-            raise ValueError(f"task {task!r} has no validation items")
+            raise ValueError(f"task {self.task.name!r} has no validation items")
         self._by_id = {p.id: p for p in (*self.train, *self.validation)}
         self._orders: dict[int, list[int]] = {}
 
@@ -66,7 +82,7 @@ class PromptSource:
         epoch, index = divmod(seq, len(self.train))
         if epoch not in self._orders:
             order = list(range(len(self.train)))
-            random.Random(f"learner:{self.task}:{self.seed}:{epoch}").shuffle(order)
+            random.Random(f"learner:{self.task.name}:{self.seed}:{epoch}").shuffle(order)
             self._orders = {epoch: order}  # one epoch at a time is all the loop needs
         return self.train[self._orders[epoch][index]]
 
@@ -75,53 +91,13 @@ class PromptSource:
         return self._by_id.get(prompt_id)
 
     def grade(self, prompt: Prompt, answer: str | None) -> bool:
-        """r_acc of `answer` to `prompt`: the testbed task's grader."""
-        return is_correct(self.task, answer, prompt.item)
+        """r_acc of `answer` to `prompt`: its task's grader."""
+        return prompt.task.grade(prompt.item, answer)
 
     def close(self) -> None:
-        """Release grading resources (none for the testbed)."""
-
-
-class DatasetPromptSource(PromptSource):
-    """Training prompts from a paper dataset (name or file), graded by `paretopo.graders`.
-
-    Validation prompts are the first `eval_items` of `eval_dataset`, or, without one, the last
-    `eval_items` records of the training file, which are then held out of training.
-    """
-
-    def __init__(self, dataset: str, *, template: str, model_path: Path, train_items: int,
-                 eval_items: int, seed: int, eval_dataset: str | None = None,
-                 data_dir: Path | None = None) -> None:
-        from paretopo.datasets import load_benchmark
-        from paretopo.graders import Grader
-        from paretopo.templates import render_prompt
-        from paretopo.testbed.tokenizer import load_tokenizer
-
-        self.task = dataset  # names the data in the order seed and in errors
-        self.seed = seed
-        tokenizer = load_tokenizer(model_path)
-
-        def prompts(records: list) -> list[Prompt]:
-            return [Prompt(r.id, render_prompt(template, r.question, tokenizer), r)
-                    for r in records]
-
-        if eval_dataset is None:
-            records = load_benchmark(dataset, data_dir=data_dir, limit=train_items + eval_items)
-            cut = max(len(records) - eval_items, 0)
-            self.train, self.validation = prompts(records[:cut]), prompts(records[cut:])
-        else:
-            self.train = prompts(load_benchmark(dataset, data_dir=data_dir, limit=train_items))
-            self.validation = prompts(load_benchmark(eval_dataset, data_dir=data_dir,
-                                                     limit=eval_items))
-        self._index()
-        self._grader = Grader()  # math in a child process, with a time limit per comparison
-
-    def grade(self, prompt: Prompt, answer: str | None) -> bool:
-        """r_acc: math-verify equivalence or SQuAD exact match, by the record's kind."""
-        return self._grader.check(answer, prompt.item.golds, prompt.item.kind).correct
-
-    def close(self) -> None:
-        self._grader.close()
+        """Release grading resources."""
+        for task in self._tasks:
+            task.close()
 
 
 def build_prompt_source(config: Any) -> PromptSource:
@@ -130,7 +106,12 @@ def build_prompt_source(config: Any) -> PromptSource:
     if data.dataset is None:
         return PromptSource(data.task, train_items=data.train_items,
                             eval_items=config.eval.prompts, seed=config.seed)
-    return DatasetPromptSource(data.dataset, template=data.tool_format,
-                               model_path=config.model_path, train_items=data.train_items,
-                               eval_items=config.eval.prompts, seed=config.seed,
-                               eval_dataset=data.eval_dataset, data_dir=data.data_dir)
+    from paretopo.hf_policy import load_tokenizer
+
+    def task(name: str) -> Task:
+        return get_task(name, template=data.tool_format, data_dir=data.data_dir)
+
+    return PromptSource(task(data.dataset), train_items=data.train_items,
+                        eval_items=config.eval.prompts, seed=config.seed,
+                        tokenizer=load_tokenizer(config.model_path),
+                        eval_task=task(data.eval_dataset) if data.eval_dataset else None)

@@ -9,8 +9,8 @@ import time
 from redis.asyncio import Redis
 
 from paretopo.jobs import GroupResult, RolloutJob, encode
+from paretopo.results import ensure_group, read_groups
 from paretopo.streams import LEARNER_GROUP, WORKERS_GROUP, RolloutKeys
-from services.rollout.results import ensure_group, read_groups
 
 
 class RolloutQueue:

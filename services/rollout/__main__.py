@@ -42,7 +42,7 @@ async def serve(settings: RolloutSettings) -> int:
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    from services.rollout.engine import build_engine
+    from services.rollout.engine_factory import build_engine
     from services.rollout.http import ProbeServer
     from services.rollout.tools import ToolClients
     from services.rollout.worker import RolloutWorker

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from paretopo.agent_formats import CallSyntax, ToolFormat
-from paretopo.core.rewards import extract_answer
+from paretopo.answers import extract_answer
 from paretopo.jobs import FinishReason, SamplingParams, TrajectoryRecord
 from services.rollout.engine import Engine, Generation
 from services.rollout.tools import ToolClients, ToolResult

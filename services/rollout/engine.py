@@ -1,4 +1,4 @@
-"""The engine interface of the rollout service, and the factory that picks an engine.
+"""The engine interface of the rollout service (the factory is `engine_factory.py`).
 
 An engine turns token-id prompts into one finished turn each: it samples until a stop string,
 the end-of-sequence token or `max_new_tokens`. The agent loop (`agent.py`) is written against
@@ -22,9 +22,8 @@ from typing import Literal, Protocol, runtime_checkable
 from transformers import PreTrainedTokenizerBase
 
 from paretopo.jobs import SamplingParams
-from services.rollout.settings import EngineSettings
 
-__all__ = ["Engine", "EngineSettings", "Finish", "Generation", "build_engine"]
+__all__ = ["Engine", "Finish", "Generation"]
 
 Finish = Literal["stop", "eos", "length"]
 
@@ -50,14 +49,3 @@ class Engine(Protocol):
                        stop: Sequence[str], max_new_tokens: int) -> list[Generation]: ...
 
     def load_weights(self, path: str, version: int) -> None: ...
-
-
-def build_engine(settings: EngineSettings) -> Engine:
-    """The engine `settings.kind` names, with the weights at `settings.model_path` loaded."""
-    if settings.kind == "vllm":
-        from services.rollout.vllm_engine import VllmEngine
-
-        return VllmEngine(settings)
-    from services.rollout.torch_engine import TorchEngine
-
-    return TorchEngine(settings)

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from paretopo.jobs import DeadLetter, GroupResult, encode
+from paretopo.results import ensure_group, field
 from paretopo.streams import WORKERS_GROUP, RolloutKeys
-from services.rollout.results import ensure_group, field
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from paretopo.hf_policy import load_policy
 from paretopo.jobs import SamplingParams
-from paretopo.testbed.model import load_policy
 from services.rollout.batching import BatchScheduler, GenerateRequest
 from services.rollout.engine import Finish, Generation
 from services.rollout.sampling import sample_next

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from paretopo.hf_policy import load_tokenizer
 from paretopo.jobs import SamplingParams
-from paretopo.testbed.tokenizer import load_tokenizer
 from services.rollout.batching import BatchScheduler, GenerateRequest
 from services.rollout.engine import Finish, Generation
 from services.rollout.settings import EngineSettings

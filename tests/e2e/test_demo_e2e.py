@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-PARETOPO = [sys.executable, "-c", "from paretopo.cli import app; app()"]
+PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
 
 # A short warm start on ideal demonstrations, nine in ten of them one-digit questions: the
 # policy answers about a quarter of those right when sampling (measured), so training

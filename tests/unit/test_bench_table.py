@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from paretopo.cli_demo import _write_bench
+from paretopo.app.cli_demo import _write_bench
 
 OBJECTIVES = ["accuracy", "tool_efficiency"]
 

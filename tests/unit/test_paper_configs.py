@@ -10,9 +10,9 @@ anchors' published settings: lr 1e-6 for both; ToRL 128 prompts x 16 samples, on
 passages. What the shared text does state is checked as stated: initial weights (0.6, 0.4),
 Stage 1 for one epoch, GRPO with DAPO refinements, E5 top-3 retrieval.
 
-The learner's dataset path (`DatasetPromptSource`) is exercised on the real ToRL parquet and
-the NQ sample with a testbed tokenizer: prompts rendered by the paper's templates, r_acc by
-`paretopo.graders`.
+The learner's dataset path (`PromptSource` over a `BenchmarkTask`) is exercised on the real
+ToRL parquet and the NQ sample with a testbed tokenizer: prompts rendered by the paper's
+templates, r_acc by `paretopo.graders`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from paretopo.datasets import shared_data_dir
+from paretopo.tasks import BenchmarkTask
 from paretopo.templates import TEMPLATES
 from services.learner.config import RunConfig, load_run_config
-from services.learner.data import DatasetPromptSource, build_prompt_source
+from services.learner.data import build_prompt_source
 from services.rollout.settings import RolloutSettings
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "configs" / "paper"
@@ -103,7 +104,7 @@ def test_learner_reads_the_torl_parquet_and_grades_with_math_verify(tokenizer_di
         "eval": {"prompts": 3}})
     source = build_prompt_source(cfg)
     try:
-        assert isinstance(source, DatasetPromptSource)
+        assert isinstance(source.task, BenchmarkTask)
         assert (len(source), len(source.validation)) == (20, 3)
         first = source.at(0)
         assert "Please integrate natural language reasoning with programs" in first.text

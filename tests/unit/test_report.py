@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paretopo.report import (
+from paretopo.app.report import (
     Checkpoint,
     markdown_table,
     plot_front_over_checkpoints,

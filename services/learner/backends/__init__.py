@@ -16,7 +16,7 @@ def build_backend(model_path: Path, optim: OptimConfig, backend: BackendConfig) 
     import torch
     from transformers.utils import logging as hf_logging
 
-    from paretopo.testbed.model import load_policy
+    from paretopo.hf_policy import load_policy
 
     hf_logging.disable_progress_bar()  # one bar per saved version would flood the console
     torch.set_num_threads(backend.threads)

@@ -15,7 +15,7 @@ import bm25s
 import numpy as np
 from bm25s.tokenization import Tokenizer
 
-from services.tools.search.corpus import Passage
+from paretopo.corpus import Passage
 
 SUBDIR = "bm25"
 TOKENIZER_VOCAB = "vocab.tokenizer.json"

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.tools.search.corpus import CorpusError
+from paretopo.corpus import CorpusError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

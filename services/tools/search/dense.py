@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from services.tools.search.corpus import Passage
+from paretopo.corpus import Passage
 
 log = logging.getLogger(__name__)
 

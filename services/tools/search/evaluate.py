@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paretopo.core.rewards import normalize_answer
+from paretopo.answers import normalize_answer
 from services.tools.search.service import ScoredPassage, SearchService
 
 

@@ -19,8 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.tools.search import bm25, dense
-from services.tools.search.corpus import (
+from paretopo.corpus import (
     OFFSETS_FILE,
     PASSAGES_FILE,
     Passage,
@@ -29,6 +28,7 @@ from services.tools.search.corpus import (
     read_corpus,
     write_store,
 )
+from services.tools.search import bm25, dense
 from services.tools.search.service import Retriever
 
 MANIFEST_FILE = "manifest.json"

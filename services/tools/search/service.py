@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from paretopo.corpus import Passage
 from paretopo.errors import InvalidArgument
 from paretopo.tools_format import format_passages, wrap_information
-from services.tools.search.corpus import Passage
 
 
 class Retriever(Protocol):

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paretopo.cli import app
+from paretopo.app.cli import app
+from paretopo.app.evaluation import EvalSettings, evaluate_items, start_local_executor
 from paretopo.datasets import Record, TaskKind, shared_data_dir
-from paretopo.datasets.evaluation import EvalSettings, evaluate_records, start_local_executor
+from paretopo.hf_policy import save_policy
 from paretopo.jobs import SamplingParams
-from paretopo.templates import TORL
-from paretopo.testbed.model import ModelConfig, build_model, save_policy
+from paretopo.tasks import BenchmarkTask
+from paretopo.testbed.model import ModelConfig, build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -54,7 +55,11 @@ def test_tool_calls_are_executed_counted_and_graded(executor):
                             call_stops=("```output",))
     settings = EvalSettings(model_path="scripted", executor=executor, samples=3,
                             sampling=SamplingParams(max_tool_calls=1))
-    report = evaluate_records("t", records, TORL, settings, engine=engine)
+    task = BenchmarkTask("t", template="torl")
+    try:
+        report = evaluate_items("t", task, records, settings, engine=engine)
+    finally:
+        task.close()
     assert (report.n_questions, report.samples_per_question) == (2, 3)
     assert report.em == pytest.approx(0.5)  # 42 is right for t/1 only
     assert report.mean_tool_calls == pytest.approx(1.0)
@@ -129,7 +134,7 @@ def test_cli_qa_benchmarks_start_search_over_their_corpus(tiny_policy, tmp_path)
 
 def test_cli_uses_the_running_stacks_executor(tiny_policy, executor_server, tmp_path):
     """A stack recorded by `paretopo up` (here: its state file naming a live executor)."""
-    from paretopo.stack import STATE_FILE, _proc_start_ticks
+    from paretopo.app.stack import STATE_FILE, _proc_start_ticks
 
     proc, executor = executor_server
     pid = proc.pid

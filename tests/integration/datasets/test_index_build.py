@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paretopo.cli import app
+from paretopo.app.cli import app
 from paretopo.datasets import WIKI18_SAMPLE, shared_data_dir
 from paretopo.v1 import search_pb2
 

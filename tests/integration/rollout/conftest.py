@@ -11,12 +11,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from paretopo.hf_policy import save_policy
 from paretopo.netutil import free_port
 from paretopo.policy_store import PolicyPointer, point_to, write_version
 from paretopo.process import ManagedProcess
 from paretopo.redis_server import EmbeddedRedis
 from paretopo.streams import RolloutKeys
-from paretopo.testbed.model import TINY_CONFIG, build_model, save_policy
+from paretopo.testbed.model import TINY_CONFIG, build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 
 REPO = Path(__file__).resolve().parents[3]

@@ -14,9 +14,9 @@ from scripted import ScriptedEngine
 
 from paretopo.agent_formats import TESTBED
 from paretopo.jobs import RolloutJob, SamplingParams, encode
+from paretopo.results import read_groups
 from paretopo.testbed.kbqa import build_world, write_corpus
 from services.rollout.agent import AgentLoop
-from services.rollout.results import read_groups
 from services.rollout.settings import RolloutSettings
 from services.rollout.tools import ToolClients
 from services.rollout.worker import RolloutWorker

@@ -13,8 +13,8 @@ from conftest import KEYS, publish, start_worker
 from redis.asyncio import Redis
 
 from paretopo.jobs import DeadLetter, GroupResult, RolloutJob, SamplingParams, decode, encode
+from paretopo.results import read_groups
 from paretopo.streams import LEARNER_GROUP, WORKERS_GROUP
-from services.rollout.results import read_groups
 
 pytestmark = pytest.mark.slow  # every test but the last starts worker processes
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from paretopo.app.stack import ServiceRecord, is_running
 from paretopo.healthcheck import grpc_serving, http_ok
-from paretopo.stack import ServiceRecord, is_running
 
-PARETOPO = [sys.executable, "-c", "from paretopo.cli import app; app()"]
+PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
 SERVICES = {"redis", "archive", "executor", "search", "rollout-0"}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PARETOPO = [sys.executable, "-c", "from paretopo.cli import app; app()"]
+PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 400) -> str:

@@ -11,13 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paretopo.core.rewards import (
-    exact_match,
-    extract_answer,
-    math_equal,
-    normalize_answer,
-    tool_efficiency,
-)
+from paretopo.answers import exact_match, extract_answer, math_equal, normalize_answer
+from paretopo.core.rewards import tool_efficiency
 
 PROPERTY = settings(deadline=None, print_blob=True, max_examples=100)
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from paretopo.config import LossConfig
+from paretopo.hf_policy import load_policy
 from paretopo.jobs import TrajectoryRecord
-from paretopo.testbed.model import load_policy
 from services.learner import checkpoint
 from services.learner.backends import policy_update, recompute_logprobs
 from services.learner.backends.torch_backend import TorchBackend

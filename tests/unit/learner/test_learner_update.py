@@ -10,8 +10,8 @@ import torch
 
 from paretopo.config import LossConfig
 from paretopo.errors import FailedPrecondition
+from paretopo.hf_policy import load_policy
 from paretopo.jobs import TrajectoryRecord
-from paretopo.testbed.model import load_policy
 from services.learner.backends import policy_update, recompute_logprobs
 from services.learner.backends.deepspeed_backend import deepspeed_config, import_deepspeed
 from services.learner.backends.torch_backend import TorchBackend

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from paretopo.jobs import SamplingParams
-from services.rollout.engine import EngineSettings, build_engine
+from services.rollout.engine_factory import build_engine
+from services.rollout.settings import EngineSettings
 from services.rollout.torch_engine import PromptTooLong, TorchEngine
 
 GREEDY = SamplingParams(temperature=0.0)

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from paretopo.jobs import SamplingParams
-from services.rollout.engine import EngineSettings, build_engine
-from services.rollout.settings import RolloutSettings
+from services.rollout.engine_factory import build_engine
+from services.rollout.settings import EngineSettings, RolloutSettings
 from services.rollout.vllm_engine import VllmUnavailable, finish_of, sampling_kwargs
 
 

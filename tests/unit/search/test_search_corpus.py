@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.tools.search.corpus import (
+from paretopo.corpus import (
     CorpusError,
     Passage,
     PassageStore,

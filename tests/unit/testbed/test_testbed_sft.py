@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from paretopo.hf_policy import load_policy
 from paretopo.testbed import calc
 from paretopo.testbed.config import SftConfig, load_sft_config
-from paretopo.testbed.model import ModelConfig, build_model, load_policy
+from paretopo.testbed.model import ModelConfig, build_model
 from paretopo.testbed.sft import (
     build_demos,
     collate,

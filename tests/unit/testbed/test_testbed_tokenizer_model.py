@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paretopo.testbed.model import ModelConfig, build_model, load_policy, n_parameters, save_policy
+from paretopo.hf_policy import load_policy, load_tokenizer, save_policy
+from paretopo.testbed.model import ModelConfig, build_model, n_parameters
 from paretopo.testbed.prompts import TAGS, render_prompt
-from paretopo.testbed.tokenizer import CHARS, build_tokenizer, load_tokenizer
+from paretopo.testbed.tokenizer import CHARS, build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -99,8 +99,8 @@ def evaluate(
     """Evaluate a checkpoint on a split with real tools: EM, #Tool, r_tool, distance to ideal."""
     import torch
 
+    from paretopo.hf_policy import load_policy
     from paretopo.testbed.evaluate import EvalSettings, run_policy, summarise
-    from paretopo.testbed.model import load_policy
     from paretopo.testbed.tasks import ideal_point, load_items
 
     torch.set_num_threads(2)
@@ -156,8 +156,8 @@ def items(
 
 
 def _register_stack_commands() -> None:
-    from paretopo.cli_demo import bench, demo
-    from paretopo.cli_stack import down, up
+    from paretopo.app.cli_demo import bench, demo
+    from paretopo.app.cli_stack import down, up
 
     app.command()(up)
     app.command()(down)
@@ -211,23 +211,6 @@ def data_show(
         typer.echo(rec.model_dump_json())
 
 
-def _eval_format(dataset: str, records: list, fmt: str | None):
-    """The prompt format and the tools (``python``/``search``) a benchmark is evaluated with."""
-    from paretopo.datasets import BENCHMARKS, TESTBED_BENCHMARKS, TaskKind
-    from paretopo.datasets.evaluation import EvalFormat, testbed_format
-    from paretopo.templates import prompt_template
-
-    if dataset in TESTBED_BENCHMARKS:
-        task = TESTBED_BENCHMARKS[dataset]
-        return testbed_format(task), {"python" if task == "calc" else "search"}
-    if fmt is None:
-        known = BENCHMARKS.get(dataset)
-        qa = known.kind is TaskKind.QA if known else records[0].kind is TaskKind.QA
-        fmt = "search_r1" if qa else "torl"
-    template = EvalFormat.of(prompt_template(fmt))
-    return template, {str(c.tool) for c in template.tool_format.calls}
-
-
 @app.command("eval")
 def eval_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="HF causal LM checkpoint directory.")],
@@ -270,18 +253,21 @@ def eval_cmd(
 
     from tqdm import tqdm
 
-    from paretopo.datasets import DatasetError, load_benchmark
-    from paretopo.datasets.eval_services import ToolServices
-    from paretopo.datasets.evaluation import EvalRun, EvalSettings, evaluate_records, markdown_table
+    from paretopo.app.eval_services import ToolServices
+    from paretopo.app.evaluation import EvalRun, EvalSettings, evaluate_items, markdown_table
+    from paretopo.datasets import DatasetError
     from paretopo.jobs import SamplingParams
-    from services.rollout.engine import EngineSettings, build_engine
+    from services.rollout.engine_factory import build_engine
+    from services.rollout.settings import EngineSettings
 
     if engine not in ("torch", "vllm"):
         typer.echo(f"error: --engine must be torch or vllm, not {engine!r}", err=True)
         raise typer.Exit(2)
+    from paretopo.tasks import get_task
+
     try:
-        loaded = {d: load_benchmark(d, data_dir=data_dir, limit=limit) for d in datasets}
-        formats = {d: _eval_format(d, recs, fmt) for d, recs in loaded.items()}
+        tasks = {d: get_task(d, template=fmt, data_dir=data_dir) for d in datasets}
+        loaded = {d: task.items(task.eval_split, limit) for d, task in tasks.items()}
     except (DatasetError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
@@ -292,10 +278,11 @@ def eval_cmd(
     reports = []
     with ToolServices(out, executor=executor, search=search, search_index=search_index,
                       stack_home=stack_home, data_dir=data_dir) as services:
-        for name, records in loaded.items():
-            template, tools = formats[name]
+        for name, items in loaded.items():
+            task = tasks[name]
+            tools = task.tools
             calls = max_tool_calls if max_tool_calls is not None else (
-                template.tool_format.default_max_tool_calls)
+                task.tool_format.default_max_tool_calls)
             sampling = SamplingParams(
                 temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
                 max_completion_tokens=max_completion_tokens,
@@ -306,10 +293,12 @@ def eval_cmd(
                 search=services.search(name) if "search" in tools else None,
                 samples=samples, concurrency=concurrency, sampling=sampling)
             label = Path(name).stem
-            with tqdm(total=len(records), desc=f"{label} ({template.name})", unit="q") as bar:
-                reports.append(evaluate_records(label, records, template, settings,
-                                                on_done=lambda _: bar.update(1),
-                                                engine=shared_engine))
+            with tqdm(total=len(items), desc=f"{label} ({task.template_name})",
+                      unit="q") as bar:
+                reports.append(evaluate_items(label, task, items, settings,
+                                              on_done=lambda _: bar.update(1),
+                                              engine=shared_engine))
+            task.close()
     run = EvalRun(model=str(checkpoint), engine=engine, samples_per_question=samples,
                   reports=reports)
     table = markdown_table(reports)
@@ -356,7 +345,7 @@ def index_build(
     (`python -m services.tools.search --index-dir OUT`)."""
     from tqdm import tqdm
 
-    from services.tools.search.corpus import CorpusError
+    from paretopo.corpus import CorpusError
     from services.tools.search.index import BuildOptions, build_index, is_current
 
     if backend not in ("dense", "bm25"):

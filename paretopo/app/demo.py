@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretopo.report import Checkpoint, markdown_table, plot_front_over_checkpoints
-from paretopo.stack import LocalStack, StackConfig, StackState, running_stack
+from paretopo.app.report import Checkpoint, markdown_table, plot_front_over_checkpoints
+from paretopo.app.stack import LocalStack, StackConfig, StackState, running_stack
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 THIRD_OBJECTIVE = "length_efficiency"
 
 

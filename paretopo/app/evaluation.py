@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on a benchmark with the rollout service's own agent loop.
 
-Prompts come from `paretopo.templates`, trajectories from `services.rollout.agent.AgentLoop`
-(in-process, the PyTorch or vLLM engine, real tool services over gRPC), verdicts from
-`paretopo.graders`. Reports the paper's two metrics, EM (share of correct trajectories) and
+Prompts and verdicts come from the benchmark's `paretopo.tasks.Task` (a paper benchmark's
+chat template and `paretopo.graders`, or a testbed task's own prompt and grader), trajectories
+from `services.rollout.agent.AgentLoop` (in-process, the PyTorch or vLLM engine, real tool
+services over gRPC). Reports the paper's two metrics, EM (share of correct trajectories) and
 #Tool (mean tool calls per trajectory), plus mean r_tool (Eq. 4) with n*(q) taken as the
 fewest calls among the question's correct samples in this evaluation (unknown: r_tool = 0).
 """
@@ -13,47 +14,15 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from paretopo.agent_formats import ToolFormat, tool_format
 from paretopo.core.rewards import tool_efficiency
-from paretopo.datasets.records import Record
-from paretopo.graders import Grader
 from paretopo.jobs import SamplingParams, TrajectoryRecord
 from paretopo.process import ManagedProcess
-from paretopo.templates import PromptTemplate, render_prompt
-
-
-@dataclass(frozen=True)
-class EvalFormat:
-    """How a benchmark's questions become prompts, and the tool format the loop runs.
-
-    The paper's benchmarks use a `PromptTemplate` (chat template); the testbed tasks use the
-    testbed's raw prompt, which the tiny policy was trained on.
-    """
-
-    name: str
-    tool_format: ToolFormat
-    render: Callable[[str, Any], str]  # (question, tokenizer) -> prompt text
-
-    @classmethod
-    def of(cls, template: PromptTemplate | EvalFormat) -> EvalFormat:
-        if isinstance(template, EvalFormat):
-            return template
-        return cls(template.name, template.tool_format,
-                   lambda question, tokenizer: render_prompt(template, question, tokenizer))
-
-
-def testbed_format(task: str) -> EvalFormat:
-    """The testbed task's own prompt and the `testbed` tool format."""
-    from paretopo.testbed.prompts import render_prompt as testbed_prompt
-
-    return EvalFormat(f"testbed-{task}", tool_format("testbed"),
-                      lambda question, _tokenizer: testbed_prompt(task, question))
+from paretopo.tasks import Task
 
 
 class EvalSettings(BaseModel):
@@ -69,7 +38,6 @@ class EvalSettings(BaseModel):
     tool_timeout_s: float = Field(30.0, gt=0, description="Deadline of one tool call.")
     samples: int = Field(1, ge=1, description="Trajectories per question (G).")
     concurrency: int = Field(4, ge=1, description="Questions rolled out at once.")
-    grade_timeout_s: float = Field(5.0, gt=0, description="Time limit of one comparison.")
     sampling: SamplingParams = Field(default_factory=SamplingParams)
 
 
@@ -130,13 +98,13 @@ def markdown_table(reports: Sequence[EvalReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _score(rec: Record, trajs: Sequence[TrajectoryRecord], grader: Grader) -> ItemResult:
-    correct = [grader.check(t.answer, rec.golds, rec.kind).correct for t in trajs]
+def _score(task: Task, item: Any, trajs: Sequence[TrajectoryRecord]) -> ItemResult:
+    correct = [task.grade(item, t.answer) for t in trajs]
     calls = [t.n_tool_calls for t in trajs]
     solved = [c for c, ok in zip(calls, correct, strict=True) if ok]
     n_star = min(solved) if solved else -1
     return ItemResult(
-        id=rec.id, golds=rec.golds, answers=[t.answer for t in trajs], correct=correct,
+        id=item.id, golds=task.golds(item), answers=[t.answer for t in trajs], correct=correct,
         tool_calls=calls,
         r_tool=[float(tool_efficiency(c, n_star)) if ok else 0.0
                 for c, ok in zip(calls, correct, strict=True)],
@@ -161,10 +129,11 @@ def summarise(benchmark: str, settings: EvalSettings, template: str, items: list
     )
 
 
-async def _run(records: Sequence[Record], fmt: EvalFormat, settings: EvalSettings,
+async def _run(task: Task, items: Sequence[Any], settings: EvalSettings,
                on_done: Callable[[ItemResult], None], engine: Any) -> list[ItemResult]:
     from services.rollout.agent import AgentLoop
-    from services.rollout.engine import EngineSettings, build_engine
+    from services.rollout.engine_factory import build_engine
+    from services.rollout.settings import EngineSettings
     from services.rollout.tools import ToolClients
 
     if engine is None:
@@ -173,42 +142,40 @@ async def _run(records: Sequence[Record], fmt: EvalFormat, settings: EvalSetting
             threads=settings.threads))
     tools = ToolClients(settings.executor, settings.search, timeout_s=settings.tool_timeout_s,
                         search_top_k=settings.search_top_k)
-    loop = AgentLoop(engine, tools, fmt.tool_format)
+    loop = AgentLoop(engine, tools, task.tool_format)
     gate = asyncio.Semaphore(settings.concurrency)
 
-    async def one(rec: Record, grader: Grader) -> ItemResult:
+    async def one(item: Any) -> ItemResult:
         async with gate:
             try:
-                prompt = fmt.render(rec.question, engine.tokenizer)
+                prompt = task.prompt(item.question, engine.tokenizer)
                 trajs = await loop.run(prompt, settings.samples, settings.sampling)
                 # Grading may wait on a child process: keep it off the event loop.
-                result = await asyncio.to_thread(_score, rec, trajs, grader)
+                result = await asyncio.to_thread(_score, task, item, trajs)
             except ValueError as err:  # the engine refused the prompt (too long, empty)
-                result = ItemResult(id=rec.id, golds=rec.golds, error=str(err))
+                result = ItemResult(id=item.id, golds=task.golds(item), error=str(err))
         on_done(result)
         return result
 
     try:
-        with Grader(timeout_s=settings.grade_timeout_s) as grader:
-            return list(await asyncio.gather(*(one(r, grader) for r in records)))
+        return list(await asyncio.gather(*(one(item) for item in items)))
     finally:
         await tools.close()
 
 
-def evaluate_records(
-    benchmark: str, records: Sequence[Record], template: PromptTemplate | EvalFormat,
-    settings: EvalSettings, *, on_done: Callable[[ItemResult], Any] = lambda _: None,
-    engine: Any = None,
+def evaluate_items(
+    benchmark: str, task: Task, items: Sequence[Any], settings: EvalSettings, *,
+    on_done: Callable[[ItemResult], Any] = lambda _: None, engine: Any = None,
 ) -> EvalReport:
-    """Roll out every record ``settings.samples`` times, grade, and summarise.
+    """Roll out every item of `task` ``settings.samples`` times, grade, and summarise.
 
     ``engine`` (an `services.rollout.engine.Engine`) defaults to the one ``settings`` names;
     pass one to share its loaded weights across several benchmarks.
     """
-    fmt = EvalFormat.of(template)
     start = time.perf_counter()
-    items = asyncio.run(_run(records, fmt, settings, on_done, engine))
-    return summarise(benchmark, settings, fmt.name, items, time.perf_counter() - start)
+    results = asyncio.run(_run(task, items, settings, on_done, engine))
+    return summarise(benchmark, settings, task.template_name, results,
+                     time.perf_counter() - start)
 
 
 def start_local_executor(log_dir: Path, *, workers: int = 2) -> tuple[ManagedProcess, str]:

@@ -1,4 +1,4 @@
-"""`paretopo up` and `paretopo down`: the whole system as local processes (`paretopo.stack`)."""
+"""`paretopo up` and `paretopo down`: the whole system as local processes (`paretopo.app.stack`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from paretopo.stack import LocalStack, StackConfig, StackRunning, StackState, stop_recorded
+from paretopo.app.stack import LocalStack, StackConfig, StackRunning, StackState, stop_recorded
 
 console = Console()
 

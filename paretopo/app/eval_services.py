@@ -25,7 +25,7 @@ class ToolServices:
     def __init__(self, work_dir: Path, *, executor: str | None = None, search: str | None = None,
                  search_index: Path | None = None, stack_home: Path | None = DEFAULT_STACK_HOME,
                  executor_workers: int = 2, data_dir: Path | None = None) -> None:
-        from paretopo.stack import running_stack
+        from paretopo.app.stack import running_stack
 
         self.work_dir = work_dir
         self.stack = running_stack(stack_home) if stack_home is not None else None
@@ -40,7 +40,7 @@ class ToolServices:
     def executor(self) -> str:
         """The executor target, starting a local executor on first use when there is none."""
         if self._executor is None:
-            from paretopo.datasets.evaluation import start_local_executor
+            from paretopo.app.evaluation import start_local_executor
 
             proc, self._executor = start_local_executor(self.work_dir, workers=self._workers)
             self._procs.append(proc)

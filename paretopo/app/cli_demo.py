@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from paretopo.app.demo import DemoOptions, DemoReport, report_markdown, run_demo
+from paretopo.app.report import markdown_table, plot_method_fronts
+from paretopo.app.stack import LocalStack, StackConfig, StackRunning
 from paretopo.core.advantages import ALGORITHMS
-from paretopo.demo import DemoOptions, DemoReport, report_markdown, run_demo
-from paretopo.report import markdown_table, plot_method_fronts
-from paretopo.stack import LocalStack, StackConfig, StackRunning
 
 console = Console()
 
