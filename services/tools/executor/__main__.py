@@ -39,6 +39,11 @@ class ExecutorSettings(BaseSettings):
                          description="modules imported once in each warm worker")
     uid_base: int = Field(61000, ge=1000, description="first host uid for workers when root")
     tmpfs_mb: int = Field(256, ge=16, description="size of each worker's /tmp and /dev/shm")
+    memory_limit: str = Field("auto", pattern="^(auto|cgroup-v2|cgroup-v1|rlimit)$",
+                              description="how memory_mb is enforced: auto (a memory cgroup "
+                              "per call where possible, else per-process rlimits, loudly)")
+    reserved_workers: int = Field(1, ge=0, description="idle workers kept for clients with "
+                                  "no call running (fairness against one client's batch)")
     wall_s: float = Field(5.0, gt=0, description="default wall-time limit per snippet, s")
     max_wall_s: float = Field(60.0, gt=0, description="largest wall-time a request may ask, s")
     cpu_s: float = Field(5.0, gt=0, description="default CPU-time limit, s")
@@ -85,7 +90,8 @@ async def serve(cfg: ExecutorSettings) -> None:
     plan = make_plan(mechanism=cfg.mechanism, bwrap=cfg.bwrap, seccomp=cfg.seccomp,
                      preload=[m for m in cfg.preload.split(",") if m],
                      uid_base=cfg.uid_base, tmpfs_mb=cfg.tmpfs_mb)
-    pool = WorkerPool(plan, cfg.workers)
+    pool = WorkerPool(plan, cfg.workers, reserved=cfg.reserved_workers,
+                      memory=cfg.memory_limit)
     await pool.start()
     defaults = Limits(cfg.wall_s, cfg.cpu_s, cfg.memory_mb, cfg.output_bytes, cfg.processes,
                       cfg.file_bytes)
@@ -94,12 +100,14 @@ async def serve(cfg: ExecutorSettings) -> None:
     metrics = Metrics()
     service = ExecutorService(pool, defaults=defaults, maxima=maxima, metrics=metrics,
                               max_code_bytes=cfg.max_code_bytes, max_batch=cfg.max_batch)
+    service.publish_memory_mode()
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.host, registry=metrics.registry)
         log.info("metrics on http://%s:%d/metrics", cfg.host, cfg.metrics_port)
     server = GrpcServer(registrar(service), host=cfg.host, port=cfg.port)
-    log.info("executor ready: %d workers, mechanism %s%s", cfg.workers, plan.mechanism,
-             " (DEGRADED)" if plan.degraded else "")
+    log.info("executor ready: %d workers, mechanism %s%s, memory limit %s%s", cfg.workers,
+             plan.mechanism, " (DEGRADED)" if plan.degraded else "", pool.cgroups.mode,
+             "" if pool.cgroups.whole_call else " (DEGRADED: per process)")
     await server.serve_until_signal(on_stop=pool.close)
 
 

@@ -58,13 +58,14 @@ class PythonExecutorServicer(pb_grpc.PythonExecutorServicer):
         self.service = service
 
     async def Execute(self, request: pb.ExecuteRequest, context) -> pb.ExecuteResult:
-        result = await self.service.execute(request.code, limits_from_proto(request))
+        result = await self.service.execute(request.code, limits_from_proto(request),
+                                            client=context.peer())
         return result_to_proto(result)
 
     async def ExecuteBatch(self, request: pb.ExecuteBatchRequest,
                            context) -> pb.ExecuteBatchResponse:
         snippets = [(s.code, limits_from_proto(s)) for s in request.snippets]
-        results = await self.service.execute_batch(snippets)
+        results = await self.service.execute_batch(snippets, client=context.peer())
         return pb.ExecuteBatchResponse(results=[result_to_proto(r) for r in results])
 
     async def Describe(self, request: pb.ExecutorDescribeRequest,

@@ -1,10 +1,19 @@
 """A warm pool of sandboxed zygote workers, with respawn of any worker a snippet kills.
 
 Each worker is one long-lived sandbox (see `sandbox.py`) running `zygote.py`; a call is one
-JSON frame out and one back over its stdin/stdout. Calls wait in a queue while every worker is
-busy. A worker that dies, answers garbage, or overruns its call's wall time by more than a
-grace period is killed (its whole process group: the sandbox dies with it) and replaced in
-the background; the call gets a WORKER_CRASHED result instead of an exception.
+JSON frame out and one back over its stdin/stdout. A worker that dies, answers garbage,
+overruns its call's wall time by more than a grace period, or could not set the sandbox up for
+a call is killed (its whole process group: the sandbox dies with it) and replaced in the
+background; the call gets a WORKER_CRASHED result instead of an exception.
+
+Calls wait while every worker is busy, in one queue per client, served round-robin; and the
+last `reserved` idle workers go only to a client that has no call running. So one client's
+long batch can hold at most ``size - reserved`` workers, and another client's call starts as
+soon as a worker is free instead of after the whole batch.
+
+When the service is root, the pool leases its worker uids (`sandbox.lease_uids`), so that two
+executors on one host never share one; where a memory cgroup can be had (`cgroups.py`), each
+worker gets its own, which limits each call as a whole.
 """
 
 from __future__ import annotations
@@ -17,8 +26,11 @@ import os
 import shutil
 import signal
 import struct
+from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable
 
-from services.tools.executor.sandbox import SandboxPlan, worker_command
+from services.tools.executor.cgroups import CgroupRoot, MemoryMode, WorkerCgroup, probe
+from services.tools.executor.sandbox import SandboxPlan, UidLease, lease_uids, worker_command
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +43,20 @@ class WorkerDied(Exception):
     """The worker is gone or unusable; the message says what happened."""
 
 
+class WorkerSetupFailed(WorkerDied):
+    """The worker could not set the sandbox up for a call (the snippet never ran): it is
+    suspect, e.g. something changed it, and is replaced rather than kept alive-but-broken."""
+
+
 class Worker:
     """One sandboxed zygote process and the pipe protocol to it."""
 
-    def __init__(self, plan: SandboxPlan, index: int) -> None:
+    def __init__(self, plan: SandboxPlan, index: int,
+                 cgroups: CgroupRoot | None = None) -> None:
         self.plan = plan
         self.index = index
+        self.cgroups = cgroups
+        self.cgroup: WorkerCgroup | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.info: dict = {}
         self.calls = 0
@@ -45,12 +65,22 @@ class Worker:
         self._stderr_task: asyncio.Task | None = None
 
     async def start(self, timeout_s: float) -> None:
-        cmd = worker_command(self.plan, self.index)
+        try:
+            self.cgroup = self.cgroups.worker(f"w{self.index}") if self.cgroups else None
+        except OSError as err:
+            raise WorkerDied(f"worker {self.index}: no cgroup: {err}") from err
+        cmd = worker_command(self.plan, self.index,
+                             self.cgroup.zygote_config() if self.cgroup else None)
         self._scratch, self._drop_uid = cmd.scratch_host_dir, cmd.drop_uid
-        self.proc = await asyncio.create_subprocess_exec(
-            *cmd.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=cmd.env, cwd=cmd.cwd,
-            start_new_session=True, limit=FRAME_LIMIT)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *cmd.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=cmd.env, cwd=cmd.cwd,
+                start_new_session=True, limit=FRAME_LIMIT,
+                pass_fds=self.cgroup.fds if self.cgroup else ())
+        except OSError as err:
+            await self.kill()
+            raise WorkerDied(f"worker {self.index} could not be started: {err}") from err
         self._stderr_task = asyncio.create_task(self._log_stderr(self.proc.stderr))
         try:
             self.info = await asyncio.wait_for(self._recv(), timeout_s)
@@ -94,6 +124,9 @@ class Worker:
         if "fatal" in reply:
             raise WorkerDied(f"worker {self.index} failed: {reply['fatal'][-300:]}")
         self.calls += 1
+        if reply.get("setup_error"):
+            raise WorkerSetupFailed(f"worker {self.index} could not set up the sandbox for "
+                                    f"the call: {reply['setup_error'][:300]}")
         return reply
 
     async def kill(self) -> None:
@@ -122,6 +155,9 @@ class Worker:
             self._stderr_task.cancel()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+        if self.cgroup is not None:
+            self.cgroup.close()  # its processes are dead: the sandbox was killed above
+            self.cgroup = None
 
 
 def descendants(pid: int) -> list[int]:
@@ -157,48 +193,119 @@ def kill_uid(uid: int) -> None:
 
 
 class WorkerPool:
-    """`size` warm workers; `run` takes an idle one, or waits for one."""
+    """`size` warm workers; `run` takes an idle one fairly, or waits for one.
+
+    `reserved`: idle workers kept for clients that have no call running (capped at
+    ``size - 1``). `memory`: "auto" (a memory cgroup per worker where one can be had, else
+    the rlimit fallback), or a `cgroups.MemoryMode` value to insist on.
+    """
 
     def __init__(self, plan: SandboxPlan, size: int, *, start_timeout_s: float = 60.0,
-                 grace_s: float = 5.0) -> None:
+                 grace_s: float = 5.0, reserved: int = 1, memory: str = "auto") -> None:
         self.plan = plan
         self.size = size
         self.start_timeout_s = start_timeout_s
         self.grace_s = grace_s
-        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
+        self.reserved = max(0, min(reserved, size - 1))
+        self.memory = memory
+        self.cgroups = CgroupRoot(MemoryMode.RLIMIT, None, "pool not started")
+        self._uids: UidLease | None = None
+        self._idle: deque[Worker] = deque()
+        self._waiting: OrderedDict[Hashable, deque[asyncio.Future]] = OrderedDict()
+        self._busy: Counter[Hashable] = Counter()
         self._workers: dict[int, Worker] = {}
         self._respawns: set[asyncio.Task] = set()
         self.respawned = 0
+        self.setup_failures = 0
         self.closed = False
 
     async def start(self) -> None:
-        await asyncio.gather(*(self._spawn(i) for i in range(self.size)))
+        if os.geteuid() == 0 and not self.plan.uids:
+            self._uids = lease_uids(self.plan.uid_base, self.size)
+            self.plan.uids = self._uids.uids
+        # Named after our first uid (locked: no other executor has it) or our pid.
+        tag = str(self.plan.uids[0]) if self.plan.uids else f"pid{os.getpid()}"
+        self.cgroups = probe(tag, self.memory)
+        log.info("executor %s", self.cgroups.describe())
+        if not self.cgroups.whole_call:
+            log.warning("EXECUTOR MEMORY LIMIT DEGRADED: %s", self.cgroups.describe())
+        try:
+            await asyncio.gather(*(self._spawn(i) for i in range(self.size)))
+        except BaseException:
+            await self.close()
+            raise
 
     async def _spawn(self, index: int) -> None:
-        worker = Worker(self.plan, index)
+        worker = Worker(self.plan, index, self.cgroups)
         await worker.start(self.start_timeout_s)
         self._workers[index] = worker
-        self._idle.put_nowait(worker)
+        self._idle.append(worker)
+        self._dispatch()
 
     @property
     def alive(self) -> int:
         return sum(1 for w in self._workers.values()
                    if w.proc is not None and w.proc.returncode is None)
 
-    async def run(self, request: dict, wall_s: float) -> dict:
-        """Run one call on the next idle worker. Raises WorkerDied (after scheduling a
-        replacement) when the worker is lost during the call."""
-        worker = await self._idle.get()
+    async def run(self, request: dict, wall_s: float, client: Hashable = "") -> dict:
+        """Run one call for `client` on the next worker due to it. Raises WorkerDied (after
+        scheduling a replacement) when the worker is lost or fails the call's set-up."""
+        worker = await self._acquire(client)
         try:
             result = await worker.call(request, wall_s + self.grace_s)
-        except WorkerDied:
+        except WorkerSetupFailed:
+            self.setup_failures += 1
             self._replace(worker)
             raise
-        except BaseException:
-            self._replace(worker)  # cancelled mid-call: its state is unknown
+        except BaseException:  # lost, or cancelled mid-call: its state is unknown
+            self._replace(worker)
             raise
-        self._idle.put_nowait(worker)
+        finally:
+            self._busy[client] -= 1
+            if self._busy[client] <= 0:
+                del self._busy[client]
+        self._idle.append(worker)
+        self._dispatch()
         return result
+
+    def _may_take(self, client: Hashable) -> bool:
+        return self._busy[client] == 0 or len(self._idle) > self.reserved
+
+    def _dispatch(self) -> None:
+        """Hand idle workers to waiting clients, round-robin over clients."""
+        while self._idle:
+            for client, queue in list(self._waiting.items()):
+                while queue and queue[0].done():  # cancelled while waiting
+                    queue.popleft()
+                if not queue:
+                    del self._waiting[client]
+                    continue
+                if not self._may_take(client):
+                    continue
+                self._busy[client] += 1
+                queue.popleft().set_result(self._idle.popleft())
+                if queue:
+                    self._waiting.move_to_end(client)  # its next call: after the others
+                else:
+                    del self._waiting[client]
+                break
+            else:
+                return
+
+    async def _acquire(self, client: Hashable) -> Worker:
+        future: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(client, deque()).append(future)
+        self._dispatch()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # granted as we were cancelled
+                self._busy[client] -= 1
+                if self._busy[client] <= 0:
+                    del self._busy[client]
+                self._idle.append(future.result())
+                self._dispatch()
+            raise
 
     def _replace(self, worker: Worker) -> None:
         task = asyncio.create_task(self._respawn(worker))
@@ -227,3 +334,6 @@ class WorkerPool:
         await asyncio.gather(*self._respawns, return_exceptions=True)
         await asyncio.gather(*(w.kill() for w in self._workers.values()))
         self._workers.clear()
+        self.cgroups.close()
+        if self._uids is not None:
+            self._uids.release()

@@ -22,7 +22,9 @@ not enforce ``RLIMIT_NPROC`` for uid 0, so without it a fork bomb would be unbou
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
+import fcntl
 import json
 import logging
 import os
@@ -95,6 +97,8 @@ class SandboxPlan:
     uid_base: int = 61000
     tmpfs_mb: int = 256
     warnings: list[str] = field(default_factory=list)
+    #: Host uids leased to this executor's workers (see `lease_uids`); empty: uid_base + i.
+    uids: list[int] = field(default_factory=list)
 
     @property
     def degraded(self) -> bool:
@@ -103,7 +107,69 @@ class SandboxPlan:
     def drop_uid(self, index: int) -> int | None:
         """The host uid of worker `index` when the service is root (one uid per worker, so
         that RLIMIT_NPROC counts one worker's processes only); None otherwise."""
-        return self.uid_base + index if os.geteuid() == 0 else None
+        if os.geteuid() != 0:
+            return None
+        return self.uids[index] if index < len(self.uids) else self.uid_base + index
+
+
+#: Where executors on one host take their worker uids: one lock file per uid, held (flock)
+#: as long as the executor lives; the kernel drops the lock when the process dies.
+UID_LOCK_DIR = "/run/paretopo-executor"
+UID_SPAN = 8192
+
+
+@dataclass
+class UidLease:
+    """Worker uids owned by this executor alone, until `release` or its death."""
+
+    uids: list[int]
+    _fds: list[int] = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
+
+def _uids_in_use() -> set[int]:
+    used = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    line = next(line for line in f if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue
+            used.update(int(u) for u in line.split()[1:])
+    return used
+
+
+def lease_uids(base: int, count: int, lock_dir: str = UID_LOCK_DIR,
+               span: int = UID_SPAN) -> UidLease:
+    """`count` uids from [base, base + span) that no other executor holds and no process
+    runs as. Two executors on one host (even started with the same --uid-base) then never
+    share a worker uid: a shared uid would share RLIMIT_NPROC, and one executor's snippets
+    could exhaust the other's process limit (or, in the fallback, signal its workers)."""
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    busy = _uids_in_use()
+    lease = UidLease([])
+    for uid in range(base, base + span):
+        if len(lease.uids) == count:
+            return lease
+        if uid in busy:
+            continue
+        fd = os.open(os.path.join(lock_dir, f"uid-{uid}.lock"),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        lease.uids.append(uid)
+        lease._fds.append(fd)
+    lease.release()
+    raise RuntimeError(f"no {count} free worker uids in [{base}, {base + span})")
 
 
 def find_bwrap(explicit: str | None = None) -> str | None:
@@ -211,19 +277,22 @@ class WorkerCommand:
     drop_uid: int | None
 
 
-def worker_command(plan: SandboxPlan, index: int) -> WorkerCommand:
-    """The command that starts worker `index` under the plan's mechanism."""
+def worker_command(plan: SandboxPlan, index: int,
+                   cgroup: dict | None = None) -> WorkerCommand:
+    """The command that starts worker `index` under the plan's mechanism; `cgroup`: the
+    zygote's view of its call cgroup (`WorkerCgroup.zygote_config`), whose descriptors the
+    caller passes to the process."""
     interp = [plan.python, "-I", "-S", "-c", ZYGOTE_SOURCE]
     uid = plan.drop_uid(index)
     if plan.mechanism is Mechanism.BWRAP:
-        cfg = zygote_config(plan, index, ["/tmp", "/dev/shm"])
+        cfg = {**zygote_config(plan, index, ["/tmp", "/dev/shm"]), "cgroup": cgroup}
         interp[0] = sandbox_path(plan.python)
         argv = [*bwrap_argv(plan, as_root=os.geteuid() == 0), *interp, json.dumps(cfg)]
         return WorkerCommand(argv, {}, "/", None, uid)
     scratch = tempfile.mkdtemp(prefix=f"paretopo-exec-{index}-")
     if uid is not None:
         os.chown(scratch, uid, uid)
-    cfg = zygote_config(plan, index, [scratch])
+    cfg = {**zygote_config(plan, index, [scratch]), "cgroup": cgroup}
     return WorkerCommand([*interp, json.dumps(cfg)], dict(SANDBOX_ENV), scratch, scratch, uid)
 
 

@@ -2,7 +2,13 @@
 
 The filter is a deny list on top of the namespaces: everything is allowed except system calls
 that a snippet has no use for and that widen its reach (starting programs, debugging other
-processes, new namespaces, mounts, kernel modules, BPF, keyrings, io_uring, ...). Sockets of
+processes, new namespaces, mounts, kernel modules, BPF, keyrings, io_uring, ...), every
+system call that changes another process's limits or scheduling (so a call cannot poison the
+worker that forks it: ``prlimit64``, ``setpriority``, ``sched_set*``, ``ioprio_set`` are
+allowed only on the caller itself), and the creation of System V IPC objects and POSIX
+message queues (which would outlive the call, hold memory outside its limit, and carry data
+to the next call; POSIX shared memory and semaphores live in ``/dev/shm``, which is wiped
+after every call, and stay allowed). Sockets of
 every family but ``AF_UNIX`` are refused, so the network stays closed even where no network
 namespace exists (the fallback mechanism). Calls of another ABI (i386, x32) kill the
 process: libseccomp adds that architecture check itself. The result is the classic-BPF
@@ -50,7 +56,21 @@ DENIED_SYSCALLS = (
     "name_to_handle_at", "lookup_dcookie", "fanotify_init", "vhangup", "iopl", "ioperm",
     "modify_ldt", "uselib", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "sethostname", "setdomainname", "move_pages", "migrate_pages",
+    "process_madvise", "process_mrelease",
+    # IPC objects that live in the IPC namespace, not in a process or a file of the wiped
+    # scratch space: creating them is refused, so none can survive into the next call
+    # (``ipc`` is the multiplexer of the architectures that have it).
+    "shmget", "msgget", "semget", "mq_open", "ipc",
 )
+
+#: Calls whose first argument names the target process (0 = the caller): refused for any
+#: other target, so that a snippet cannot lower the limits, the priority or the CPU set of
+#: the zygote (PID 1 of the sandbox) or of anything else.
+SELF_ONLY_BY_PID = ("prlimit64", "sched_setscheduler", "sched_setparam", "sched_setattr",
+                    "sched_setaffinity")
+#: Calls of the form (which, who, ...): allowed only as (<which for one process>, 0); a
+#: process group or a whole uid (which reaches the zygote: same uid) is refused.
+SELF_ONLY_BY_WHICH_WHO = {"setpriority": 0, "ioprio_set": 1}  # PRIO_PROCESS, IOPRIO_WHO_PROCESS
 
 
 class ScmpArgCmp(ctypes.Structure):
@@ -102,6 +122,12 @@ def build_filter() -> bytes | None:
         eperm = _errno_action(errno.EPERM)
         for name in DENIED_SYSCALLS:
             _add(lib, ctx, eperm, name)
+        for name in SELF_ONLY_BY_PID:
+            _add(lib, ctx, eperm, name, ScmpArgCmp(0, SCMP_CMP_NE, 0, 0))
+        for name, which in SELF_ONLY_BY_WHICH_WHO.items():
+            # Two rules: either argument out of line is enough to refuse the call.
+            _add(lib, ctx, eperm, name, ScmpArgCmp(0, SCMP_CMP_NE, which, 0))
+            _add(lib, ctx, eperm, name, ScmpArgCmp(1, SCMP_CMP_NE, 0, 0))
         _add(lib, ctx, _errno_action(errno.EACCES), "socket",
              ScmpArgCmp(0, SCMP_CMP_NE, AF_UNIX, 0))
         for flag in CLONE_NS_FLAGS.values():

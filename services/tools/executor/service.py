@@ -17,10 +17,18 @@ What is isolated (bwrap mechanism; `Describe` reports the mechanism in force):
 - resources: wall time (SIGKILL of the snippet's session and of every process left in the
   namespace), CPU time (``RLIMIT_CPU``), address space (``RLIMIT_AS``), open files, stdout
   capped with a flag and a kill on gross floods, no core dumps;
-- system calls: a seccomp deny list (ptrace, mount, namespaces, bpf, io_uring, keyrings, ...).
+- system calls: a seccomp deny list (ptrace, mount, namespaces, bpf, io_uring, keyrings, ...),
+  every call that would change another process (limits, priority, scheduling, CPU set: so a
+  call cannot change the worker that runs the next one), and the creation of System V IPC
+  objects and POSIX message queues (so no call leaves IPC state or memory behind);
+- memory: one memory cgroup per worker whose limit is set per call, so the call's processes
+  share one limit (`cgroups.py`; where no cgroup can be had, the fallback is per-process
+  ``RLIMIT_AS``, and `Describe` says so);
+- fairness: per-client queues served round-robin, with idle workers reserved for clients that
+  have nothing running (`pool.py`).
 
-What is not isolated: the kernel itself (this is not a VM), host CPU and memory beyond the
-per-call rlimits (no cgroups), timing side channels between concurrent snippets.
+What is not isolated: the kernel itself (this is not a VM), host CPU beyond the per-call
+rlimits, timing side channels between concurrent snippets.
 """
 
 from __future__ import annotations
@@ -31,15 +39,25 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass, fields, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from paretopo.errors import InvalidArgument
+from services.tools.executor.cgroups import MemoryMode
 from services.tools.executor.pool import WorkerDied, WorkerPool
 from services.tools.executor.sandbox import GUARANTEES, NOT_GUARANTEED, SandboxPlan
 
 log = logging.getLogger(__name__)
+
+SECCOMP_GUARANTEE = (
+    "seccomp deny-list filter: no exec, ptrace, mount, namespaces, ...; no call can change "
+    "another process (prlimit, setpriority, sched_set*, ioprio_set only on the caller), so a "
+    "call cannot change its worker; no System V IPC object or POSIX message queue can be "
+    "created, so no IPC state or memory outlives a call")
+NO_SECCOMP = ["without seccomp: a call can lower its worker's limits or priority "
+              "(prlimit/setpriority on PID 1) and leave System V IPC objects for the next call"]
 
 
 class ErrorKind(enum.StrEnum):
@@ -113,6 +131,13 @@ class Metrics:
             registry=r)
         self.workers = Gauge("executor_workers_alive", "Warm sandbox workers alive", registry=r)
         self.respawns = Gauge("executor_worker_respawns", "Workers replaced so far", registry=r)
+        self.setup_failures = Gauge(
+            "executor_worker_setup_failures",
+            "Calls whose sandbox set-up failed in the worker (each worker was replaced)",
+            registry=r)
+        self.memory_mode = Gauge("executor_memory_limit_mode",
+                                 "1 for the memory-limit mode in force (cgroup-v2, cgroup-v1, "
+                                 "or the per-process rlimit fallback)", ["mode"], registry=r)
         self.degraded = Gauge("executor_sandbox_degraded",
                               "1 when the strongest isolation mechanism is not in use",
                               ["mechanism"], registry=r)
@@ -121,13 +146,16 @@ class Metrics:
 def classify(raw: dict, limits: Limits) -> ExecResult:
     """Turn the zygote's raw report into an `ExecResult` with one error kind."""
     sig = raw["signal"]
-    memory = raw["memory_error"] or (sig in (signal.SIGSEGV, signal.SIGABRT) and any(
-        s in raw["stderr_tail"] for s in ("MemoryError", "Cannot allocate memory")))
+    memory = raw["memory_error"] or raw.get("oom_killed", False) or (
+        sig in (signal.SIGSEGV, signal.SIGABRT) and any(
+            s in raw["stderr_tail"] for s in ("MemoryError", "Cannot allocate memory")))
     if raw["timed_out"]:
         kind, msg = ErrorKind.TIMEOUT, f"wall-time limit of {limits.wall_s:g}s reached"
     elif raw["output_flooded"]:
-        kind, msg = ErrorKind.OUTPUT_LIMIT, f"output flood: {raw['stdout_bytes']} bytes"
+        kind, msg = ErrorKind.OUTPUT_LIMIT, (f"output flood: {raw['stdout_bytes']} bytes of "
+                                             f"stdout, {raw.get('stderr_bytes', 0)} of stderr")
     elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and not raw["killed"]
+                                   and not raw.get("oom_killed")
                                    and raw["cpu_s"] >= 0.95 * math.ceil(limits.cpu_s)):
         # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one (handler ignored).
         kind, msg = ErrorKind.CPU_LIMIT, f"CPU-time limit of {limits.cpu_s:g}s reached"
@@ -193,6 +221,10 @@ class ExecutorService:
         if size > self.max_code_bytes:
             raise InvalidArgument(f"code is {size} bytes; the limit is {self.max_code_bytes}")
         for name, value in (override or {}).items():
+            # NaN passes every comparison below and ±inf is no limit: refuse both here,
+            # before anything reaches a worker.
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                raise InvalidArgument(f"limit {name} is not a finite number ({value!r})")
             if value < 0:
                 raise InvalidArgument(f"limit {name} is negative ({value})")
             if value > getattr(self.maxima, name):
@@ -200,16 +232,18 @@ class ExecutorService:
                                       f"{getattr(self.maxima, name)}")
         return code, self.defaults.merged(override)
 
-    async def execute(self, code: str | bytes, limits: dict | None = None) -> ExecResult:
-        """Run one snippet."""
+    async def execute(self, code: str | bytes, limits: dict | None = None,
+                      client: Hashable = "") -> ExecResult:
+        """Run one snippet for `client` (the fairness key: calls of different clients
+        share the workers round-robin)."""
         self.metrics.rpcs.labels("Execute").inc()
         code, eff = self.validate(code, limits)
-        return await self._run(code, eff)
+        return await self._run(code, eff, client)
 
-    async def execute_batch(self, snippets: list[tuple[str | bytes, dict | None]]
-                            ) -> list[ExecResult]:
+    async def execute_batch(self, snippets: list[tuple[str | bytes, dict | None]],
+                            client: Hashable = "") -> list[ExecResult]:
         """Run many snippets concurrently across the pool; results in input order.
-        The whole batch is validated before anything runs."""
+        The whole batch is validated before anything runs. `client` as for `execute`."""
         self.metrics.rpcs.labels("ExecuteBatch").inc()
         if not snippets:
             raise InvalidArgument("the batch is empty")
@@ -221,14 +255,14 @@ class ExecutorService:
                 checked.append(self.validate(code, limits))
             except InvalidArgument as err:
                 raise InvalidArgument(f"snippet {i}: {err.message}") from err
-        return list(await asyncio.gather(*(self._run(c, lim) for c, lim in checked)))
+        return list(await asyncio.gather(*(self._run(c, lim, client) for c, lim in checked)))
 
-    async def _run(self, code: str, limits: Limits) -> ExecResult:
+    async def _run(self, code: str, limits: Limits, client: Hashable) -> ExecResult:
         request = {"code": code, **asdict(limits), "max_open_files": self.max_open_files,
                    "output_kill_factor": self.output_kill_factor}
         start = time.perf_counter()
         try:
-            result = classify(await self.pool.run(request, limits.wall_s), limits)
+            result = classify(await self.pool.run(request, limits.wall_s, client), limits)
         except WorkerDied as err:
             log.warning("worker lost during a call: %s", err)
             result = ExecResult(killed=True, exit_code=-int(signal.SIGKILL),
@@ -242,16 +276,29 @@ class ExecutorService:
             m.errors.labels(result.error.value).inc()
         m.workers.set(self.pool.alive)
         m.respawns.set(self.pool.respawned)
+        m.setup_failures.set(self.pool.setup_failures)
         return result
+
+    def publish_memory_mode(self) -> None:
+        """Export the memory-limit mode (known once the pool has started)."""
+        for mode in MemoryMode:
+            self.metrics.memory_mode.labels(mode.value).set(
+                int(mode is self.pool.cgroups.mode))
 
     def describe(self) -> dict:
         """Mechanism, guarantees, warnings and limits, for the Describe RPC and the logs."""
-        plan = self.plan
+        plan, cgroups = self.plan, self.pool.cgroups
         return {
             "mechanism": plan.mechanism, "degraded": plan.degraded,
             "guarantees": GUARANTEES[plan.mechanism]
-            + (["seccomp deny-list filter"] if plan.seccomp_bpf else []),
-            "not_guaranteed": NOT_GUARANTEED[plan.mechanism], "warnings": list(plan.warnings),
+            + ([SECCOMP_GUARANTEE] if plan.seccomp_bpf else [])
+            + ([cgroups.describe()] if cgroups.whole_call else []),
+            "not_guaranteed": NOT_GUARANTEED[plan.mechanism]
+            + ([] if cgroups.whole_call else [cgroups.describe()])
+            + ([] if plan.seccomp_bpf else NO_SECCOMP),
+            "warnings": list(plan.warnings)
+            + ([] if cgroups.whole_call else [f"MEMORY LIMIT DEGRADED: {cgroups.describe()}"]),
+            "memory_mode": cgroups.mode,
             "default_limits": self.defaults, "max_limits": self.maxima,
             "workers": self.pool.size, "max_code_bytes": self.max_code_bytes,
             "max_batch": self.max_batch, "seccomp": plan.seccomp_bpf is not None,

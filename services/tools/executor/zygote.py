@@ -7,10 +7,18 @@ imports only the standard library and reads no file of the service. It
 2. drops to an unprivileged uid when it starts as root (so ``RLIMIT_NPROC`` holds: the kernel
    does not enforce it for uid 0), makes itself non-dumpable (no ``/proc/1/mem`` for its
    children) and installs the seccomp filter it was given (BPF bytes, built by the service);
-3. per call, wipes its scratch directories, forks a child that runs the snippet in a fresh
-   private directory under ``setrlimit`` limits and its own session, collects stdout (capped)
-   and the stderr tail, kills the child's whole session (and, in a PID namespace, every other
-   process in it) at the wall-time limit or when it ends, and reports one JSON result.
+3. per call, sets the memory limit of its call cgroup (when the service gave it one), wipes
+   its scratch directories, forks a child that joins that cgroup and runs the snippet in a
+   fresh private directory under ``setrlimit`` limits and its own session, collects stdout
+   (capped) and the stderr tail (both killed on a flood), kills the child's whole session
+   (and, in a PID namespace, every other process in it) at the wall-time limit or when it
+   ends, and reports one JSON result; a child whose set-up failed is reported as such, and
+   the service replaces this worker.
+
+What a call cannot do to this process: the seccomp filter refuses ``prlimit64``,
+``setpriority``, ``sched_set*`` and ``ioprio_set`` on any process but the caller, so the
+limits, nice value and scheduling of this zygote stay as they are; System V IPC objects and
+POSIX message queues cannot be created, so the (per-worker) IPC namespace stays empty.
 
 Protocol with the service, over the zygote's stdin/stdout: frames of a 4-byte big-endian
 length followed by UTF-8 JSON. The first frame the zygote sends is ``{"ready": true}``.
@@ -23,7 +31,6 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import signal
 import struct
 import sys
@@ -96,22 +103,52 @@ def harden(cfg):
         install_seccomp(base64.b64decode(cfg["seccomp_bpf"]))
 
 
-def wipe(directory):
-    """Empty `directory` (the code may have chmod-ed things to make that hard)."""
-    def fix_and_retry(func, path, _exc):
-        try:
-            os.chmod(os.path.dirname(path), 0o700)
-            os.chmod(path, 0o700)
-        except OSError:
-            pass
-        func(path)
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    for name in os.listdir(directory):
-        path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=fix_and_retry)
-        else:
-            os.unlink(path)
+
+def wipe(directory):
+    """Empty `directory`, however deep its tree (the code may have chmod-ed things to make
+    that hard, or nested 4000 directories).
+
+    Iterative and relative to one open directory at a time (``dir_fd``): no recursion (a
+    deep tree must not end in RecursionError) and no long path (4000 levels are far beyond
+    PATH_MAX). It descends into the first non-empty directory it meets, empties it, climbs
+    back through ``..`` and looks again; an emptied directory is removed from its parent on
+    the next look. Each directory is made 0700 first: the snippet ran as our uid, so we own
+    everything it created.
+    """
+    with contextlib.suppress(OSError):  # ours in the fallback (the code may have chmod-ed it)
+        os.chmod(directory, os.stat(directory).st_mode & 0o7777 | 0o700)
+    fd = os.open(directory, DIR_FLAGS)
+    depth = 0
+    try:
+        while True:
+            child = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.name, dir_fd=fd)
+                        continue
+                    try:
+                        os.rmdir(entry.name, dir_fd=fd)
+                        continue
+                    except OSError:  # not empty, or not ours to list yet
+                        pass
+                    with contextlib.suppress(OSError):
+                        os.chmod(entry.name, 0o700, dir_fd=fd)
+                    child = os.open(entry.name, DIR_FLAGS, dir_fd=fd)
+                    break
+            if child is not None:
+                os.close(fd)
+                fd, depth = child, depth + 1
+                continue
+            if depth == 0:
+                return
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd, depth = parent, depth - 1
+    finally:
+        os.close(fd)
 
 
 def kill_all_but_me(own_pids):
@@ -187,10 +224,15 @@ def set_limits(req):
         resource.setrlimit(which, value)
 
 
-def child_main(req, workdir, out_w, err_w, status_w):
+def child_main(req, cfg, workdir, out_w, err_w, status_w):
     """In the forked child: isolate, limit, run the snippet; never returns."""
     status = {"exc": None}
     try:
+        cgroup = cfg.get("cgroup")
+        if cgroup:
+            # Into the call's memory cgroup, first thing: "0" is the writer itself. The fd
+            # was opened by the service (as root), which is what the kernel checks.
+            os.write(cgroup["procs_fd"], b"0")
         os.setsid()
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
@@ -253,7 +295,7 @@ class Collector:
         self.limit = req["max_output_bytes"]
         self.flood = self.limit * req["output_kill_factor"]
         self.out, self.err, self.status = bytearray(), bytearray(), bytearray()
-        self.out_total = 0
+        self.out_total = self.err_total = 0
         self.sel = selectors.DefaultSelector()
         for fd, name in ((out_r, "out"), (err_r, "err"), (status_r, "status")):
             os.set_blocking(fd, False)
@@ -267,6 +309,7 @@ class Collector:
             if room > 0:
                 self.out += chunk[:room]
         elif name == "err":
+            self.err_total += len(chunk)
             self.err += chunk
             del self.err[:-self.limit]
         elif len(self.status) < 65536:
@@ -298,7 +341,7 @@ class Collector:
                     self.sel.unregister(key.fd)
                 else:
                     self.drain(key)
-            if self.out_total > self.flood:
+            if self.out_total > self.flood or self.err_total > self.flood:
                 state["flooded"] = True
                 break
         for key in list(self.sel.get_map().values()):
@@ -308,7 +351,23 @@ class Collector:
         return state
 
 
+def cgroup_oom_kills(cgroup):
+    """OOM kills counted so far in the call cgroup (``oom_kill`` of memory.events in v2,
+    of memory.oom_control in v1)."""
+    for line in os.pread(cgroup["events_fd"], 4096, 0).decode().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
+
+
 def run_call(req, cfg):
+    cgroup = cfg.get("cgroup")
+    if cgroup:
+        # The whole call (every process, tmpfs page and page-cache page it touches) is
+        # charged to this one cgroup; its limit is the call's memory limit.
+        os.pwrite(cgroup["limit_fd"], b"%d" % (int(req["memory_mb"]) * MiB), 0)
+        oom_before = cgroup_oom_kills(cgroup)
     scratch = cfg["scratch_dirs"]
     for directory in scratch:
         wipe(directory)
@@ -320,7 +379,7 @@ def run_call(req, cfg):
     if pid == 0:
         for r, _ in pipes:
             os.close(r)
-        child_main(req, workdir, pipes[0][1], pipes[1][1], pipes[2][1])
+        child_main(req, cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1])
     for _, w in pipes:
         os.close(w)
     pidfd = os.pidfd_open(pid)
@@ -335,7 +394,9 @@ def run_call(req, cfg):
     for fd in (pidfd, *(r for r, _ in pipes)):
         os.close(fd)
     cleanup(pid, cfg)
-    return report(state, collector, killed, duration, pid)
+    result = report(state, collector, killed, duration, pid)
+    result["oom_killed"] = bool(cgroup) and cgroup_oom_kills(cgroup) > oom_before
+    return result
 
 
 def cleanup(pid, cfg):
@@ -368,12 +429,16 @@ def report(state, collector, killed, duration, pid):
         "stdout_truncated": collector.out_total > len(collector.out),
         "stdout_bytes": collector.out_total,
         "stderr_tail": bytes(collector.err).decode("utf-8", "replace"),
+        "stderr_bytes": collector.err_total,
         "exit_code": exit_code,
         "signal": signum,
         "timed_out": state["timed_out"],
         "output_flooded": state["flooded"],
         "killed": killed,
         "exception": info.get("exc"),
+        # The sandbox could not be set up for this call: the worker is suspect and is
+        # replaced by the service (it never ran the snippet).
+        "setup_error": info.get("msg") if info.get("exc") == "SetupError" else None,
         "memory_error": bool(info.get("memory")),
         "syntax_error": bool(info.get("syntax")),
         "duration_s": duration,
