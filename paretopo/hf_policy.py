@@ -8,7 +8,9 @@ which task trained it.
 
 from __future__ import annotations
 
+import inspect
 import json
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -53,3 +55,20 @@ def load_policy(
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     model.eval()
     return model, load_tokenizer(path)
+
+
+@cache
+def cache_kwarg(model_class: type) -> str:
+    """The keyword by which `model_class.forward` takes its KV cache.
+
+    transformers 5.24 renamed `past_key_values` to `cache`. A model of either era accepts the
+    other name without complaint (its `**kwargs` swallow it) and then silently recomputes
+    without the cache, so a decode step that passes only the new token gets wrong logits;
+    every caller that passes a cache asks here instead of naming one. Looked up once per class.
+    """
+    named = inspect.signature(model_class.forward).parameters
+    for name in ("cache", "past_key_values"):
+        if name in named:
+            return name
+    raise TypeError(f"{model_class.__name__}.forward names neither `cache` nor "
+                    "`past_key_values`: cannot pass it a KV cache")

@@ -7,21 +7,21 @@ the RL loss later. Reads top to bottom: data, model, loop, save.
 
 from __future__ import annotations
 
-import inspect
 import json
+import logging
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from paretopo.hf_policy import save_policy
+from paretopo.hf_policy import cache_kwarg, save_policy
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.config import SftConfig
 from paretopo.testbed.demos import Demo, Strategy, calc_demo, kbqa_demo, sample_demos
@@ -30,6 +30,8 @@ from paretopo.testbed.prompts import TaskName
 from paretopo.testbed.splits import Split
 from paretopo.testbed.tokenizer import build_tokenizer
 from paretopo.testbed.tools import LexicalIndex
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,13 +148,6 @@ def shared_prefix_length(rows: Sequence[tuple[list[int], list[int]]]) -> int:
     return max(0, min(common, first_label - 1))
 
 
-@cache
-def _cache_kwarg(model_class: type) -> str:
-    """transformers renamed `past_key_values` to `cache` (5.x): the name this class takes."""
-    named = inspect.signature(model_class.forward).parameters
-    return "cache" if "cache" in named else "past_key_values"
-
-
 def suffix_logits(
     model: PreTrainedModel, prefix: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
 ) -> torch.Tensor:
@@ -164,7 +159,7 @@ def suffix_logits(
     """
     if prefix.numel() == 0:
         return model(input_ids=ids, attention_mask=attn).logits
-    kwarg = _cache_kwarg(type(model))
+    kwarg = cache_kwarg(type(model))
     cache = DynamicCache(config=model.config)
     model(input_ids=prefix[None], use_cache=True, **{kwarg: cache})
     cache.batch_repeat_interleave(ids.shape[0])
@@ -194,17 +189,15 @@ def masked_lm_loss(
     return total / (tokens_per_batch if count is None else count)
 
 
-def _lr_at(step: int, cfg: SftConfig, time_used: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the peak over the run's progress.
+def _lr_at(step: int, cfg: SftConfig) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak over `max_steps`.
 
-    Progress is the larger of the step fraction and `time_used` (the fraction of the
-    wall-clock budget spent): on a busy machine the time budget ends the run long before
-    `max_steps`, and the rate must still have decayed by then.
+    A function of the step alone, so the warm start is the same whatever the machine's load.
     """
     o = cfg.optim
     if step < o.warmup_steps:
         return o.lr * (step + 1) / o.warmup_steps
-    progress = max((step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps), time_used)
+    progress = (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps)
     return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -236,9 +229,8 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     )
     result = SftResult(cfg.checkpoint_dir, 0, n_parameters=n_parameters(model))
 
-    # --- loop: stop at max_steps or when the wall-clock budget is spent
-    budget_s = 60 * cfg.optim.max_minutes
-    deadline = start + budget_s
+    # --- loop: stop at max_steps (or at the optional wall-clock cap, with a warning)
+    deadline = start + 60 * (cfg.optim.max_minutes or math.inf)
     batches: list[list[int]] = []
     bar = tqdm(total=cfg.optim.max_steps, desc=f"sft {cfg.task}", disable=not progress)
     while result.steps < cfg.optim.max_steps and time.monotonic() < deadline:
@@ -253,7 +245,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
             ]
         ids, attn, labels = collate([rows[i] for i in batches.pop()], tokenizer.pad_token_id)
         for group in optim.param_groups:
-            group["lr"] = _lr_at(result.steps, cfg, (time.monotonic() - start) / budget_s)
+            group["lr"] = _lr_at(result.steps, cfg)
         logits = suffix_logits(model, prefix, ids, attn)
         loss = masked_lm_loss(logits, labels, tokens_per_batch)
         optim.zero_grad(set_to_none=True)
@@ -265,6 +257,10 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
+    if result.steps < cfg.optim.max_steps:
+        log.warning("sft stopped by its %.1f-minute cap after %d of %d steps: this warm start "
+                    "depends on the machine's load", cfg.optim.max_minutes, result.steps,
+                    cfg.optim.max_steps)
 
     # --- save: weights + tokenizer in HF format, and what produced them
     model.eval()

@@ -28,6 +28,7 @@ from paretopo.agent_formats import CallSyntax, ToolFormat
 from paretopo.answers import extract_answer
 from paretopo.jobs import FinishReason, SamplingParams, TrajectoryRecord
 from services.rollout.engine import Engine, Generation
+from services.rollout.sampling import derive_seed
 from services.rollout.tools import ToolClients, ToolResult
 
 
@@ -41,6 +42,7 @@ class _Trajectory:
     n_errors: int = 0
     generation_s: float = 0.0
     tool_s: float = 0.0
+    turns: int = 0  # generate calls so far
     finish: FinishReason | None = None
 
 
@@ -78,7 +80,9 @@ class AgentLoop:
             traj.finish = "token_budget"
             return
         start = time.perf_counter()
-        (gen,) = await self.engine.generate([prompt_ids + traj.ids], sampling,
+        turn_sampling = _turn_params(sampling, traj.turns)
+        traj.turns += 1
+        (gen,) = await self.engine.generate([prompt_ids + traj.ids], turn_sampling,
                                             self.fmt.stop_strings,
                                             min(sampling.max_new_tokens, room))
         traj.generation_s += time.perf_counter() - start
@@ -151,3 +155,12 @@ def _sample_params(sampling: SamplingParams, index: int) -> SamplingParams:
     if sampling.seed is None:
         return sampling
     return sampling.model_copy(update={"seed": sampling.seed * 1_000_003 + index})
+
+
+def _turn_params(sampling: SamplingParams, turn: int) -> SamplingParams:
+    """A turn's parameters: the sample's seed mixed with the turn index. Every generate call
+    restarts the engine's stream for its seed, so with one seed for all turns each turn would
+    replay the random numbers of the first, correlating a trajectory's turns."""
+    if sampling.seed is None:
+        return sampling
+    return sampling.model_copy(update={"seed": derive_seed(sampling.seed, turn)})

@@ -1,13 +1,73 @@
-"""Next-token sampling for a batch of rows, each with its own temperature, top-k and top-p.
+"""Next-token sampling for a batch of rows, each with its own temperature, top-k, top-p and
+random stream.
 
 Pure tensor code (no model, no I/O), so the engine's decode loop stays short and these rules
 are tested on their own. The order is the one vLLM and `transformers` use: temperature, then
 top-k, then top-p (nucleus) on what top-k kept; temperature 0 means greedy (argmax).
+
+Each row draws its token by inverse CDF from one uniform number that the caller supplies per
+row (`RowStreams`): a seeded row takes it from a stream derived from its own seed alone, so
+the tokens of a seeded request do not depend on which other rows share its batch, the batch
+window or the order in which concurrent requests arrived.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+
 import torch
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    """splitmix64's finaliser: a bijection of 64-bit ints that spreads every input bit."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _absorb(state: int, value: int) -> int:
+    # Every 64-bit limb of `value` (Python ints are unbounded, seeds are products of counters)
+    # enters the state, so seeds that differ only above bit 64 still give different streams.
+    state = _mix64(state ^ (value & _MASK64))
+    value >>= 64
+    while value not in (0, -1):
+        state = _mix64(state ^ (value & _MASK64))
+        value >>= 64
+    return state
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A seed in [0, 2**63) determined by `seed` and `keys` alone (the same in every process
+    and Python version); different keys give unrelated streams. Fits vLLM's int64 seeds."""
+    state = _absorb(0, seed)
+    for key in keys:
+        state = _absorb(_mix64(state), key)
+    return _mix64(state) >> 1
+
+
+class RowStreams:
+    """One uniform number in [0, 1) per row per decode step.
+
+    A seeded row draws from its own `random.Random(seed)`: its k-th token uses the k-th number
+    of that stream, whatever the other rows do. Unseeded rows share `shared` (the engine's
+    stream), in row order.
+    """
+
+    def __init__(self, seeds: Sequence[int | None], shared: random.Random) -> None:
+        self._streams = [shared if s is None else random.Random(s) for s in seeds]
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def next(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(B,) float64: this step's uniform number of every row (finished rows draw too, so a
+        row's position in its stream is always its step index)."""
+        return torch.tensor([s.random() for s in self._streams], dtype=torch.float64,
+                            device=device)
 
 
 def sample_next(
@@ -15,8 +75,7 @@ def sample_next(
     temperature: torch.Tensor,
     top_k: torch.Tensor,
     top_p: torch.Tensor,
-    *,
-    generator: torch.Generator | None = None,
+    uniforms: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one token per row.
 
@@ -30,6 +89,8 @@ def sample_next(
         Most likely tokens kept; 0 keeps all.
     top_p : (B,) float in (0, 1]
         Smallest set of most likely tokens whose mass reaches top_p is kept.
+    uniforms : (B,) float in [0, 1)
+        The row's random number for this step (`RowStreams.next`); ignored by greedy rows.
 
     Returns
     -------
@@ -45,9 +106,24 @@ def sample_next(
     if bool(((top_k > 0) | (top_p < 1.0)).any()):
         scaled = _truncate(scaled, top_k, top_p)
     logp = torch.log_softmax(scaled, dim=-1)
-    drawn = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+    drawn = _inverse_cdf(logp.exp(), uniforms)
     tokens = torch.where(greedy, logits.argmax(dim=-1), drawn)
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
+
+
+def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """The first token whose cumulative probability exceeds u x total, per row."""
+    # float64: a float32 running sum over a 152k vocabulary absorbs every token below ~1e-8
+    # into its neighbour, so those could never be drawn although their logprob says otherwise.
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    # u < 1 but u x total can round up to total; the largest double below it still selects the
+    # first token reaching total, which has positive probability like every selectable one.
+    target = torch.minimum(uniforms.to(cdf)[:, None] * total,
+                           torch.nextafter(total, torch.zeros_like(total)))
+    # right=True: the first index with cdf > target. cdf only grows at tokens of positive
+    # probability, so a token that top-k/top-p removed (probability 0) is never chosen.
+    return torch.searchsorted(cdf, target, right=True).squeeze(1)
 
 
 def _truncate(scaled: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,11 @@ sampled tokens' log-probabilities, and rows leave the batch's results the moment
 Prompts are left-padded, with an attention mask and position ids that skip the padding, so a
 padded row computes exactly what it would alone. The blocking work runs in a thread
 (`BatchScheduler`), one batch at a time; concurrent requests are batched together.
+
+Randomness is per row (`sampling.RowStreams`): a seeded request's rows draw from streams
+derived from its seed and the prompt's index in the request alone, so the same seeded request
+gives the same tokens alone, in any batch, under any concurrency; unseeded rows draw from the
+engine's stream (`EngineSettings.seed`).
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ from collections.abc import Sequence
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from paretopo.hf_policy import load_policy
+from paretopo.hf_policy import cache_kwarg, load_policy
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import BatchScheduler, GenerateRequest
 from services.rollout.engine import Finish, Generation
-from services.rollout.sampling import sample_next
+from services.rollout.sampling import RowStreams, derive_seed, sample_next
 from services.rollout.settings import EngineSettings
 from services.rollout.stopping import StopStrings, tails_with_stop
 
 
 class PromptTooLong(ValueError):
     """A prompt leaves no room to generate in the model's context."""
+
+
+class CacheIgnored(RuntimeError):
+    """The model ran without filling the KV cache it was given (it swallowed the keyword)."""
 
 
 class TorchEngine:
@@ -84,19 +93,15 @@ class TorchEngine:
         return self._run_batch([GenerateRequest(prompts, sampling, tuple(stop),
                                                 max_new_tokens)])[0]
 
-    def _generator(self, batch: list[GenerateRequest]) -> torch.Generator:
-        # Seeded requests batched alone reproduce; mixed batches draw from the engine's stream.
-        seeds = [r.sampling.seed for r in batch]
-        if all(s is not None for s in seeds):
-            seed = hash(tuple(seeds))  # ints hash the same in every process
-        else:
-            seed = self._rng.getrandbits(63)
-        return torch.Generator(device=self.device).manual_seed(seed & (2**63 - 1))
+    def _streams(self, batch: list[GenerateRequest]) -> RowStreams:
+        seeds = [None if r.sampling.seed is None else derive_seed(r.sampling.seed, j)
+                 for r in batch for j in range(len(r.prompts))]
+        return RowStreams(seeds, self._rng)
 
     def _run_batch(self, batch: list[GenerateRequest]) -> list[list[Generation]]:
         rows = [(r, ids) for r in batch for ids in r.prompts]
         with self._lock, torch.inference_mode():
-            outs = _decode(self, rows, self._generator(batch))
+            outs = _decode(self, rows, self._streams(batch))
         results, i = [], 0
         for request in batch:
             results.append(outs[i: i + len(request.prompts)])
@@ -116,7 +121,7 @@ def _left_pad(prompts: list[Sequence[int]], pad_id: int, device: torch.device
 
 
 def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]]],
-            generator: torch.Generator) -> list[Generation]:
+            streams: RowStreams) -> list[Generation]:
     """One batched KV-cache decode loop over every row until each has finished."""
     model, tok, dev = engine.model, engine.tokenizer, engine.device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -131,11 +136,18 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
     out_lp: list[list[float]] = [[] for _ in rows]
     finish: list[Finish | None] = [None] * len(rows)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache()
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                   cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+    kwarg = cache_kwarg(type(model))
+    cache = DynamicCache(config=model.config)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   logits_to_keep=1, **{kwarg: cache}).logits[:, -1]
+    if cache.get_seq_length() != ids.shape[1]:
+        # Decoding on would feed one token per step to a model that sees no context: wrong
+        # logits, no error. Refuse instead (a transformers version whose keyword we misread).
+        raise CacheIgnored(f"{type(model).__name__} ignored `{kwarg}=`: the KV cache holds "
+                           f"{cache.get_seq_length()} positions after a {ids.shape[1]}-token "
+                           "prefill")
     for _ in range(max(limits)):
-        tokens, logps = sample_next(logits, temp, top_k, top_p, generator=generator)
+        tokens, logps = sample_next(logits, temp, top_k, top_p, streams.next(dev))
         _record(tokens.tolist(), logps.tolist(), out_ids, out_lp, finish, limits, eos)
         running = [i for i, f in enumerate(finish) if f is None and stops[i].strings]
         if running:
@@ -148,7 +160,7 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
         positions = positions[:, -1:] + 1
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True).logits[:, -1]
+                       use_cache=True, **{kwarg: cache}).logits[:, -1]
     return [_generation(tok, out_ids[i], out_lp[i], finish[i] or "length", stops[i], eos)
             for i in range(len(rows))]
 

@@ -9,6 +9,7 @@ from scripted import ScriptedEngine
 from paretopo.agent_formats import TESTBED, TORL
 from paretopo.jobs import SamplingParams, TrajectoryRecord
 from services.rollout.agent import AgentLoop
+from services.rollout.sampling import derive_seed
 from services.rollout.tools import ToolClients
 
 PROMPT = "Tools: <python>code</python>. Q: 2+3?\n"
@@ -121,3 +122,35 @@ def test_seeded_group_gives_each_sample_its_own_seed():
     tools = ToolClients(None, None, timeout_s=1.0, search_top_k=1)
     asyncio.run(AgentLoop(engine, tools, TESTBED).run(PROMPT, 3, SamplingParams(seed=4)))
     assert len(set(seen)) == 3
+
+
+def seeds_per_turn(seed: int | None, n: int) -> list[int | None]:
+    engine = ScriptedEngine(PROMPT, ["<python>print(1)</python>", "<python>print(2)</python>",
+                                     "<answer>1</answer>"])
+    seen: list[int | None] = []
+    original = engine.generate
+
+    async def spy(prompts, sampling, stop, max_new_tokens):
+        seen.append(sampling.seed)
+        return await original(prompts, sampling, stop, max_new_tokens)
+
+    engine.generate = spy
+    tools = ToolClients(None, None, timeout_s=1.0, search_top_k=1)
+    (t,) = asyncio.run(AgentLoop(engine, tools, TESTBED).run(PROMPT, n, SamplingParams(seed=seed)))
+    assert t.n_tool_calls == 2 and t.finish_reason == "answer"
+    return seen
+
+
+def test_each_turn_of_a_seeded_trajectory_gets_its_own_reproducible_seed():
+    # The engine restarts a seed's stream at every call: one seed for all turns would replay
+    # the first turn's random numbers in every later turn.
+    seen = seeds_per_turn(4, 1)
+    assert len(seen) == 3 and len(set(seen)) == 3
+    assert seeds_per_turn(4, 1) == seen
+    sample_seed = 4 * 1_000_003  # sample 0 of a group seeded 4
+    assert seen == [derive_seed(sample_seed, turn) for turn in range(3)]
+    assert not set(seeds_per_turn(5, 1)) & set(seen)
+
+
+def test_unseeded_turns_stay_unseeded():
+    assert seeds_per_turn(None, 1) == [None, None, None]

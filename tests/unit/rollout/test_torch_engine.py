@@ -6,11 +6,14 @@ import asyncio
 
 import pytest
 import torch
+from transformers import Qwen2ForCausalLM
 
+from paretopo.hf_policy import cache_kwarg
 from paretopo.jobs import SamplingParams
+from services.rollout.batching import GenerateRequest
 from services.rollout.engine_factory import build_engine
 from services.rollout.settings import EngineSettings
-from services.rollout.torch_engine import PromptTooLong, TorchEngine
+from services.rollout.torch_engine import CacheIgnored, PromptTooLong, TorchEngine
 
 GREEDY = SamplingParams(temperature=0.0)
 
@@ -110,12 +113,129 @@ def test_concurrent_requests_are_batched_and_match_solo_results(engine):
     assert [g.token_ids for g in batched] == [g.token_ids for g in solo]
 
 
+SEEDED = SamplingParams(temperature=1.0, top_k=20, top_p=0.95, seed=11)
+
+
 def test_seeded_sampling_reproduces(engine):
     prompt = [ids(engine, "seed")]
-    params = SamplingParams(temperature=1.0, top_k=20, seed=11)
-    first = engine.generate_sync(prompt, params, [], 15)[0]
-    again = engine.generate_sync(prompt, params, [], 15)[0]
+    first = engine.generate_sync(prompt, SEEDED, [], 15)[0]
+    again = engine.generate_sync(prompt, SEEDED, [], 15)[0]
     assert first.token_ids == again.token_ids
+    assert first.logprobs == again.logprobs
+
+
+def others(engine: TorchEngine) -> list[GenerateRequest]:
+    """Requests of other lengths, seeds and parameters that may share a batch."""
+    return [GenerateRequest([ids(engine, "another prompt, longer than the first")],
+                            SamplingParams(temperature=1.0), ("</answer>",), 9),
+            GenerateRequest([ids(engine, "x"), ids(engine, "Q: 5?")],
+                            SamplingParams(temperature=0.8, top_p=0.9, seed=3), (), 20),
+            GenerateRequest([ids(engine, "g")], GREEDY, (), 4)]
+
+
+def test_a_seeded_request_gives_the_same_tokens_alone_and_in_any_batch(engine):
+    prompt = ids(engine, "Q: 3+4?\n")
+    solo = engine.generate_sync([prompt], SEEDED, [], 20)[0]
+    mine = GenerateRequest([prompt], SEEDED, (), 20)
+    for batch in ([*others(engine), mine], [mine, *others(engine)],
+                  [others(engine)[0], mine, others(engine)[2]]):
+        out = engine._run_batch(batch)[batch.index(mine)][0]
+        assert out.token_ids == solo.token_ids
+        # A padded, batched forward pass rounds differently in the last bits (not the tokens).
+        assert out.logprobs == pytest.approx(solo.logprobs, abs=1e-5)
+
+
+def test_a_seeded_request_gives_the_same_tokens_under_concurrent_submission(engine):
+    prompt = ids(engine, "Q: 9-2?\n")
+    solo = engine.generate_sync([prompt], SEEDED, [], 20)[0]
+
+    async def crowd():
+        mine = [engine.generate([prompt], SEEDED, [], 20) for _ in range(4)]
+        noise = [engine.generate(r.prompts, r.sampling, r.stop, r.max_new_tokens)
+                 for r in others(engine) * 2]
+        got = await asyncio.gather(*mine[:2], *noise, *mine[2:])
+        return [g for (g,) in got[:2] + got[-2:]]
+
+    for _ in range(2):
+        for gen in asyncio.run(crowd()):
+            assert gen.token_ids == solo.token_ids
+
+
+def test_different_seeds_and_rows_of_one_request_differ(engine):
+    prompt = ids(engine, "Q: 1+2?\n")
+    outs = {tuple(engine.generate_sync([prompt], SEEDED.model_copy(update={"seed": s}), [],
+                                       20)[0].token_ids) for s in range(4)}
+    assert len(outs) == 4
+    rows = engine.generate_sync([prompt] * 3, SEEDED, [], 20)
+    assert len({tuple(g.token_ids) for g in rows}) == 3
+    again = engine.generate_sync([prompt] * 3, SEEDED, [], 20)
+    assert [g.token_ids for g in again] == [g.token_ids for g in rows]
+
+
+class LegacyKeywordQwen2(Qwen2ForCausalLM):
+    """Qwen2 with the forward signature of transformers before 5.24: the cache is taken as
+    `past_key_values`, and `cache=` disappears into `**kwargs` as it did there."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None,
+                past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
+                logits_to_keep=0, **kwargs):
+        kwargs.pop("cache", None)
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids, cache=past_key_values,
+                               inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
+                               logits_to_keep=logits_to_keep, **kwargs)
+
+
+class CacheSwallowingQwen2(Qwen2ForCausalLM):
+    """A model that names the keyword but ignores the cache it is given."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
+                **kwargs):
+        return super().forward(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids, **kwargs)
+
+
+@pytest.fixture
+def fresh_engine(tiny_policy) -> TorchEngine:
+    return TorchEngine(EngineSettings(model_path=str(tiny_policy), version=1, seed=0,
+                                      threads=1))
+
+
+def recompute_logprobs(engine: TorchEngine, prompt: list[int], gen_ids: list[int]) -> list[float]:
+    seq = prompt + gen_ids
+    with torch.no_grad():
+        logp = torch.log_softmax(Qwen2ForCausalLM.forward(
+            engine.model, input_ids=torch.tensor([seq])).logits[0], -1)
+    return [float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(gen_ids)]
+
+
+def test_cache_keyword_is_looked_up_per_model_class():
+    assert cache_kwarg(LegacyKeywordQwen2) == "past_key_values"
+    assert cache_kwarg(CacheSwallowingQwen2) == "cache"
+    assert cache_kwarg(Qwen2ForCausalLM) in ("cache", "past_key_values")
+
+    class NoCache(torch.nn.Module):
+        def forward(self, input_ids, **kwargs):
+            return input_ids
+
+    with pytest.raises(TypeError, match="neither"):
+        cache_kwarg(NoCache)
+
+
+def test_cached_decode_equals_recompute_with_the_pre_5_24_keyword(fresh_engine):
+    fresh_engine.model.__class__ = LegacyKeywordQwen2
+    prompts = [ids(fresh_engine, "Q: 2+3?\n"), ids(fresh_engine, "hi")]
+    gens = fresh_engine.generate_sync(prompts, GREEDY, [], 12)
+    for prompt, gen in zip(prompts, gens, strict=True):
+        assert gen.token_ids == recompute_greedy(fresh_engine, prompt, 12)
+        assert gen.logprobs == pytest.approx(
+            recompute_logprobs(fresh_engine, prompt, gen.token_ids), abs=1e-4)
+
+
+def test_a_model_that_ignores_the_cache_is_refused(fresh_engine):
+    fresh_engine.model.__class__ = CacheSwallowingQwen2
+    with pytest.raises(CacheIgnored, match="ignored `cache=`"):
+        fresh_engine.generate_sync([ids(fresh_engine, "abc")], GREEDY, [], 5)
 
 
 def test_prompt_longer_than_the_context_is_refused(engine):
