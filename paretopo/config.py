@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,15 +43,32 @@ _LEADING_OBJECTIVES = ("accuracy", "tool_efficiency")
 SIMPLEX_TOLERANCE = 1e-6
 
 
+# Upper bounds of the unbounded knobs: far past any useful setting, low enough that the
+# arithmetic they enter (tanh(G/τ), (1 + λ·ρ)·A, cos(mπ/(2m + c)), clipped ratios, KL
+# penalties) stays finite.
+MAX_TAU = 1e3
+MAX_AMPLIFICATION = 1e3
+MAX_TOOL_SMOOTHING = 1e6
+MAX_CLIP = 10.0
+MAX_KL_COEF = 1e3
+# Objectives are in [0, 1], so a reference point outside [-1, 1] only inflates the hypervolume.
+REFERENCE_BOUND = 1.0
+ReferenceValue = Annotated[float, Field(ge=-REFERENCE_BOUND, le=REFERENCE_BOUND)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Every float of every configuration must be finite: a NaN or an infinity (JSON 1e309)
+    # passes most range checks and then poisons every value computed from it.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Stage1Config(_Model):
     """Stage 1: hypervolume-guided dynamic scalarization (Eqs. 5–6 and the weight move)."""
 
     beta: float = Field(0.9, ge=0.0, lt=1.0, description="β, smoothing of the gain G (Eq. 5).")
-    tau: float = Field(0.01, gt=0.0, description="τ, temperature of ρ = tanh(G/τ) (Eq. 6).")
+    tau: float = Field(
+        0.01, gt=0.0, le=MAX_TAU, description="τ, temperature of ρ = tanh(G/τ) (Eq. 6)."
+    )
     step_size: float = Field(
         0.2, gt=0.0, le=1.0, description="α, how far one step moves the weights toward ĝ."
     )
@@ -59,15 +76,16 @@ class Stage1Config(_Model):
         0.05, ge=0.0, lt=1.0, description="w_min, lower bound on every weight."
     )
     amplification: float = Field(
-        1.0, ge=0.0, description="λ, advantage amplification (1 + λ·ρ) in Stage 1."
+        1.0, ge=0.0, le=MAX_AMPLIFICATION,
+        description="λ, advantage amplification (1 + λ·ρ) in Stage 1.",
     )
     initial_weights: list[float] = Field(
         default_factory=lambda: [0.6, 0.4],
         description="w_0, one weight per objective, on the simplex (non-negative, sum 1).",
     )
-    reference_point: list[float] = Field(
+    reference_point: list[ReferenceValue] = Field(
         default_factory=lambda: [0.0, 0.0],
-        description="z, hypervolume reference point, one value per objective.",
+        description="z, hypervolume reference point, one value per objective, each in [-1, 1].",
     )
     stage1_epochs: int = Field(
         1, ge=0, description="Epochs over the training prompts spent in Stage 1."
@@ -81,13 +99,6 @@ class Stage1Config(_Model):
         if abs(sum(weights) - 1.0) > SIMPLEX_TOLERANCE:
             raise ValueError(f"weights off the simplex: they sum to {sum(weights)}, not 1")
         return weights
-
-    @field_validator("reference_point")
-    @classmethod
-    def _finite(cls, point: list[float]) -> list[float]:
-        if not all(math.isfinite(v) for v in point):
-            raise ValueError(f"reference_point must be finite, got {point}")
-        return point
 
     @model_validator(mode="after")
     def _consistent(self) -> Stage1Config:
@@ -116,7 +127,9 @@ class Stage2Config(_Model):
 class RewardConfig(_Model):
     """Objective computation (Eq. 4 and r_acc)."""
 
-    tool_smoothing: float = Field(1.0, gt=0.0, description="c, smoothing constant of Eq. 4.")
+    tool_smoothing: float = Field(
+        1.0, gt=0.0, le=MAX_TOOL_SMOOTHING, description="c, smoothing constant of Eq. 4."
+    )
     gate_tool_reward_on_success: bool = Field(
         False, description="Use r_tool · r_acc instead of the ungated r_tool."
     )
@@ -129,10 +142,12 @@ class LossConfig(_Model):
         0.2, ge=0.0, lt=1.0, description="Lower clip range: ratio >= 1 − eps_low."
     )
     eps_high: float = Field(
-        0.28, ge=0.0, description="Upper clip range (clip-higher): ratio <= 1 + eps_high."
+        0.28, ge=0.0, le=MAX_CLIP,
+        description="Upper clip range (clip-higher): ratio <= 1 + eps_high.",
     )
     kl_coef: float = Field(
-        0.0, ge=0.0, description="Weight of the k3 KL penalty to a frozen reference; 0 = off."
+        0.0, ge=0.0, le=MAX_KL_COEF,
+        description="Weight of the k3 KL penalty to a frozen reference; 0 = off.",
     )
 
 

@@ -7,10 +7,13 @@ server and a restart on the same directory reads it back.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from paretopo.netutil import free_port, wait_for_port
@@ -35,13 +38,48 @@ def redis_server_binary() -> str:
     return system
 
 
-class EmbeddedRedis:
-    """Start, stop, kill and restart one redis-server bound to 127.0.0.1 with data in `data_dir`."""
+PR_SET_PDEATHSIG = 1
 
-    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux only).
+
+    Clean shutdown stops children explicitly; this covers the parent being SIGKILLed or
+    crashing, so a service never leaves an orphan holding a port or a data directory.
+    The signal follows the *thread* that forked, so call `Popen` from a thread that lives as
+    long as the parent (the main thread). None where `prctl` is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+class EmbeddedRedis:
+    """Start, stop, kill and restart one redis-server bound to 127.0.0.1 with data in `data_dir`.
+
+    `stop_with_parent=True` makes the server exit when the process that started it dies, even
+    by SIGKILL (a service that owns its Redis); leave it off when the server must outlive a
+    short-lived thread or the starting process.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None, *,
+                 stop_with_parent: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self.stop_with_parent = stop_with_parent
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     @property
     def url(self) -> str:
@@ -57,8 +95,9 @@ class EmbeddedRedis:
             "--save", "", "--protected-mode", "yes", "--daemonize", "no",
         ]
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent() if self.stop_with_parent else None)
         log.close()
         try:
             wait_for_port("127.0.0.1", self.port, timeout=timeout)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError, Message
 from pydantic import ValidationError
 
 from paretopo.errors import InvalidArgument, Unauthenticated, describe_validation_error
@@ -108,9 +110,55 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
         return info_to_proto(await self.service.set_stage(request.run_id, request.stage))
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message. gRPC answers UNKNOWN when
+    a deserializer raises, so the deserializer returns this and the method refuses it with
+    INVALID_ARGUMENT instead."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(parse: Callable[[bytes], Message]) -> Callable[[bytes], Message | _Undecodable]:
+    def deserialize(raw: bytes) -> Message | _Undecodable:
+        try:
+            return parse(raw)
+        except DecodeError as err:
+            return _Undecodable(str(err))
+
+    return deserialize
+
+
+def _refusing_undecodable(name: str, method: Callable[..., Awaitable[Message]]):
+    async def handle(request: Message | _Undecodable, context: grpc.aio.ServicerContext,
+                     ) -> Message:
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(f"{name}: the request is not a valid message "
+                                  f"({request.error})")
+        return await method(request, context)
+
+    return handle
+
+
+def method_handlers(servicer: ArchiveServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The servicer's unary methods, with request parsing that cannot fail as UNKNOWN."""
+    handlers = {}
+    for method in archive_pb2.DESCRIPTOR.services_by_name["Archive"].methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _refusing_undecodable(method.name, getattr(servicer, method.name)),
+            request_deserializer=_lenient(request_cls.FromString),
+            response_serializer=response_cls.SerializeToString)
+    return handlers
+
+
 def registrar(servicer: ArchiveServicer):
     def register(server: grpc.aio.Server) -> list[str]:
-        archive_pb2_grpc.add_ArchiveServicer_to_server(servicer, server)
+        handlers = method_handlers(servicer)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(SERVICE_NAME, handlers)
         return [SERVICE_NAME]
 
     return register

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Mapping
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paretopo.errors import ParetopoError, describe_validation_error
 from services.archive import metrics
@@ -70,24 +75,45 @@ class StageChange(BaseModel):
     stage: Stage
 
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": kind, "message": message})
+def _error(status: int, kind: str, message: str,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "message": message},
+                        headers=dict(headers) if headers else None)
 
 
-def _token_guard(token: str | None, what: str):
-    """A dependency that demands `Authorization: Bearer <token>` when `token` is set."""
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code]} for code in codes}
+
+
+ERROR_MEANINGS = {
+    401: "The token is missing or wrong.",
+    403: "Writes are disabled (no write token configured).",
+    404: "No such run.",
+    409: "Conflicts with the stored state (a different config, an old step, a stage going "
+         "back).",
+    413: "The request body is larger than the configured limit.",
+    422: "Invalid argument; the message names the field.",
+    500: "The run's stored data is unreadable (written by an older version).",
+    503: "Redis is unreachable; retry later.",
+}
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _token_guard(token: str, what: str):
+    """A dependency that demands `Authorization: Bearer <token>` (it also documents the
+    bearer scheme in the OpenAPI document)."""
 
     async def guard(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if token is None:
-            if what == "write":
-                raise _WritesDisabled()
-            return
         if creds is None or not hmac.compare_digest(creds.credentials, token):
             raise _BadToken(what)
 
     return guard
+
+
+async def _writes_disabled() -> None:
+    raise _WritesDisabled()
 
 
 class _WritesDisabled(Exception):
@@ -99,58 +125,82 @@ class _BadToken(Exception):
         self.what = what
 
 
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 def create_app(service: ArchiveService, *, write_token: str | None = None,
-               read_token: str | None = None) -> FastAPI:
+               read_token: str | None = None, max_body_bytes: int = 1 << 20) -> FastAPI:
     """Writes need `write_token` (and are refused when none is configured); reads need
-    `read_token` only when one is configured."""
+    `read_token` only when one is configured. Request bodies over `max_body_bytes` get 413,
+    and a write's token is checked before its body is read."""
     app = FastAPI(title="paretopo archive", version="1",
-                  description="Live Pareto archive, n* and hypervolume state of ParetoPO runs.",
-                  responses={k: {"model": ErrorBody} for k in (401, 403, 404, 409, 422, 503)})
-    read = [Depends(_token_guard(read_token, "read"))]
-    write = [Depends(_token_guard(write_token, "write"))]
-    _install_handlers(app)
+                  description="Live Pareto archive, n* and hypervolume state of ParetoPO runs.")
+    # Reads carry the bearer scheme (and a 401) in the document only when they need it.
+    read = [Depends(_token_guard(read_token, "read"))] if read_token else []
+    read_errors = (401,) * bool(read_token) + (404, 422, 500, 503)
+    write = [Depends(_token_guard(write_token, "write") if write_token else _writes_disabled)]
+    write_errors = (401, 403, 404, 409, 413, 422, 503)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorBody}})
+    @app.get("/readyz", tags=["ops"], responses=_errors(503))
     async def readyz() -> dict[str, str]:
         await service.ready()
         return {"status": "ready"}
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse,
+             responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}},
+                              "description": "Prometheus text exposition."}})
     async def prometheus_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(_static("index.html"))
 
-    @app.get("/api/v1/runs", dependencies=read, tags=["runs"])
+    @app.get("/api/v1/runs", dependencies=read, tags=["runs"],
+             responses=_errors(*(c for c in read_errors if c not in (404, 422))))
     async def list_runs() -> list[RunInfo]:
+        """Every readable run; a run whose stored data is unreadable is left out (and
+        logged), so it cannot take the listing down."""
         return await service.list_runs()
 
-    @app.post("/api/v1/runs", dependencies=write, tags=["runs"], status_code=201)
+    @app.post("/api/v1/runs", dependencies=write, tags=["runs"], status_code=201,
+              responses=_errors(*write_errors))
     async def create_run(config: RunConfig) -> RunInfo:
         return await service.create_run(config)
 
-    @app.get("/api/v1/runs/{run_id}", dependencies=read, tags=["runs"])
-    async def get_run(run_id: RunIdPath) -> RunInfo:
-        return await service.run_info(run_id)
+    @app.get("/api/v1/runs/{run_id}", dependencies=read, tags=["runs"],
+             response_model=RunInfo, responses=_errors(*read_errors))
+    async def get_run(run_id: RunIdPath) -> Response:
+        view = await service.run_view(run_id)
+        return _json(view.memo("run", lambda: view.info.model_dump_json().encode()))
 
-    @app.get("/api/v1/runs/{run_id}/state", dependencies=read, tags=["runs"])
-    async def get_state(run_id: RunIdPath) -> RunState:
+    @app.get("/api/v1/runs/{run_id}/state", dependencies=read, tags=["runs"],
+             response_model=RunState, responses=_errors(*read_errors))
+    async def get_state(run_id: RunIdPath) -> Response:
         """Weights, G, rho, stage, hypervolume and front."""
-        return (await service.run_info(run_id)).state
+        view = await service.run_view(run_id)
+        return _json(view.memo("state", lambda: view.info.state.model_dump_json().encode()))
 
-    @app.get("/api/v1/runs/{run_id}/front", dependencies=read, tags=["archive"])
-    async def get_front(run_id: RunIdPath) -> Front:
-        info = await service.run_info(run_id)
-        return Front(run_id=run_id, objectives=info.config.objectives, points=info.state.front,
-                     hypervolume=info.state.hypervolume)
+    @app.get("/api/v1/runs/{run_id}/front", dependencies=read, tags=["archive"],
+             response_model=Front, responses=_errors(*read_errors))
+    async def get_front(run_id: RunIdPath) -> Response:
+        view = await service.run_view(run_id)
 
-    @app.get("/api/v1/runs/{run_id}/hypervolume", dependencies=read, tags=["archive"])
+        def render() -> bytes:
+            info = view.info
+            return Front(run_id=run_id, objectives=info.config.objectives,
+                         points=info.state.front,
+                         hypervolume=info.state.hypervolume).model_dump_json().encode()
+
+        return _json(view.memo("front", render))
+
+    @app.get("/api/v1/runs/{run_id}/hypervolume", dependencies=read, tags=["archive"],
+             responses=_errors(*read_errors))
     async def get_hypervolume(run_id: RunIdPath) -> Hypervolume:
         info = await service.run_info(run_id)
         history = [HypervolumePoint(step=r.step, hypervolume=r.hypervolume, delta_hv=r.delta_hv)
@@ -158,33 +208,40 @@ def create_app(service: ArchiveService, *, write_token: str | None = None,
         return Hypervolume(run_id=run_id, hypervolume=info.state.hypervolume,
                            reference_point=info.config.stage1.reference_point, history=history)
 
-    @app.get("/api/v1/runs/{run_id}/history", dependencies=read, tags=["archive"])
+    @app.get("/api/v1/runs/{run_id}/history", dependencies=read, tags=["archive"],
+             responses=_errors(*read_errors))
     async def get_history(run_id: RunIdPath) -> list[OutcomeRecord]:
         return await service.history(run_id)
 
-    @app.post("/api/v1/runs/{run_id}/outcomes", dependencies=write, tags=["archive"])
+    @app.post("/api/v1/runs/{run_id}/outcomes", dependencies=write, tags=["archive"],
+              responses=_errors(*write_errors))
     async def report_outcome(run_id: RunIdPath, report: OutcomeReport) -> OutcomeRecord:
         record, _ = await service.report_outcome(run_id, report.step, report.outcome)
         return record
 
-    @app.put("/api/v1/runs/{run_id}/stage", dependencies=write, tags=["runs"])
+    @app.put("/api/v1/runs/{run_id}/stage", dependencies=write, tags=["runs"],
+             responses=_errors(*write_errors))
     async def set_stage(run_id: RunIdPath, change: StageChange) -> RunInfo:
         return await service.set_stage(run_id, int(change.stage))
 
-    @app.get("/api/v1/runs/{run_id}/nstar", dependencies=read, tags=["n*"])
+    @app.get("/api/v1/runs/{run_id}/nstar", dependencies=read, tags=["n*"],
+             responses=_errors(*read_errors))
     async def nstar_summary(run_id: RunIdPath) -> OptimalCallsSummary:
         return await service.nstar_summary(run_id)
 
-    @app.get("/api/v1/runs/{run_id}/nstar/{prompt_id}", dependencies=read, tags=["n*"])
+    @app.get("/api/v1/runs/{run_id}/nstar/{prompt_id}", dependencies=read, tags=["n*"],
+             responses=_errors(*read_errors))
     async def nstar_of(run_id: RunIdPath, prompt_id: PromptIdPath) -> OptimalCalls:
         [value] = await service.get_optimal_calls(run_id, [prompt_id])
         return OptimalCalls(prompt_id=prompt_id, optimal_calls=value)
 
-    @app.get("/api/v1/runs/{run_id}/nstar-batch", dependencies=read, tags=["n*"])
+    @app.get("/api/v1/runs/{run_id}/nstar-batch", dependencies=read, tags=["n*"],
+             responses=_errors(*read_errors))
     async def nstar_batch(run_id: RunIdPath,
                           prompt_id: Annotated[list[str], Query(max_length=4096)]) -> list[int]:
         return await service.get_optimal_calls(run_id, prompt_id)
 
+    _install_handlers(app, write_token=write_token, max_body_bytes=max_body_bytes)
     return app
 
 
@@ -220,7 +277,76 @@ class MetricsMiddleware:
             metrics.REQUESTS.labels("rest", method, str(status)).inc()
 
 
-def _install_handlers(app: FastAPI) -> None:
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes the limit; FastAPI re-raises HTTP exceptions
+    met while reading a body, so the handler below turns it into a 413."""
+
+
+class WriteGuard:
+    """Refuse a write without the right token, and any body over the limit, before the body
+    is read (FastAPI reads and parses a body before it solves the dependencies that check
+    the token, so a huge unauthenticated body would be read into memory first).
+
+    A plain ASGI middleware: reads (GET, HEAD) pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], write_token: str | None,
+                 max_body_bytes: int) -> None:
+        self.app = app
+        self.routes = routes
+        self.write_token = write_token
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        if refusal := self._refusal(scope):
+            await refusal(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise _BodyTooLarge(413, self._too_large())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        if self._is_write(scope):
+            if self.write_token is None:
+                return _error(403, "Forbidden", WRITES_DISABLED)
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    given.strip().encode(), self.write_token.encode()):
+                return _error(401, "Unauthenticated",
+                              "this write needs header 'Authorization: Bearer <token>'")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return _error(413, "PayloadTooLarge", self._too_large())
+        return None
+
+    def _is_write(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.routes)
+
+    def _too_large(self) -> str:
+        return f"request body over {self.max_body_bytes} bytes"
+
+
+WRITES_DISABLED = ("writes are disabled: start the archive with PARETOPO_ARCHIVE_WRITE_TOKEN "
+                   "set and send 'Authorization: Bearer <token>'")
+
+
+def _install_handlers(app: FastAPI, *, write_token: str | None, max_body_bytes: int) -> None:
+    write_routes = [r for r in app.router.routes if isinstance(r, APIRoute)
+                    and r.methods & WRITE_METHODS]
+    app.add_middleware(WriteGuard, routes=write_routes, write_token=write_token,
+                       max_body_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware)
 
     @app.exception_handler(ParetopoError)
@@ -233,12 +359,12 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, "HTTPError", str(err.detail))
+        # keep the headers: a 405 must say which methods are allowed
+        return _error(err.status_code, "HTTPError", str(err.detail), err.headers)
 
     @app.exception_handler(_WritesDisabled)
     async def writes_disabled(_: Request, __: _WritesDisabled) -> JSONResponse:
-        return _error(403, "Forbidden", "writes are disabled: start the archive with "
-                      "PARETOPO_ARCHIVE_WRITE_TOKEN set and send 'Authorization: Bearer <token>'")
+        return _error(403, "Forbidden", WRITES_DISABLED)
 
     @app.exception_handler(_BadToken)
     async def bad_token(_: Request, err: _BadToken) -> JSONResponse:

@@ -29,6 +29,11 @@ class ArchiveKeys:
         """String: Stage-1 state, stage and hypervolume as JSON (rewritten by each report)."""
         return f"{self.run_prefix(run_id)}:state"
 
+    def version(self, run_id: str) -> str:
+        """Integer bumped in the same transaction as every state write: readers compare it to
+        the version they cached instead of reading and parsing the whole state."""
+        return f"{self.run_prefix(run_id)}:version"
+
     def nstar(self, run_id: str) -> str:
         """Hash prompt id -> n*(q), only ever lowered (atomic min in Lua)."""
         return f"{self.run_prefix(run_id)}:nstar"

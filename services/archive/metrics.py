@@ -1,6 +1,6 @@
 """Prometheus metrics of the archive service (one set per process)."""
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 REQUESTS = Counter("paretopo_archive_requests_total", "Requests served, by API, method and code.",
                    ["api", "method", "code"])
@@ -13,3 +13,10 @@ REPORTS = Counter("paretopo_archive_reports_total", "Outcome reports, by whether
                   ["replayed"])
 HYPERVOLUME = Gauge("paretopo_archive_hypervolume", "Hypervolume of a run's archive.", ["run"])
 RHO = Gauge("paretopo_archive_rho", "rho_t of a run (Eq. 6).", ["run"])
+UNREADABLE_RUNS = Counter("paretopo_archive_unreadable_runs_total",
+                          "Stored runs a listing skipped because their data failed validation.")
+
+
+def exposition() -> bytes:
+    """The Prometheus text exposition of this process's metrics."""
+    return generate_latest()

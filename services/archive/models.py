@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from enum import IntEnum
 from typing import Annotated
@@ -15,6 +14,12 @@ RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PROMPT_ID_MAX_CHARS = 256
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="Run id: [A-Za-z0-9_.-], 1-64.")]
+ObjectiveName = Annotated[str, Field(min_length=1, max_length=64)]
+# Objective values are in [0, 1] (algorithm.md); a value outside would poison the hypervolume.
+ObjectiveValue = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# Stored and returned numbers are finite: JSON has no infinity, so a non-finite value in a
+# response could not even be encoded.
+_FINITE = ConfigDict(allow_inf_nan=False)
 
 
 class Stage(IntEnum):
@@ -27,10 +32,10 @@ class Stage(IntEnum):
 class RunConfig(BaseModel):
     """What the archive needs to know about a training run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     run_id: RunId
-    objectives: list[str] = Field(
+    objectives: list[ObjectiveName] = Field(
         default_factory=lambda: ["accuracy", "tool_efficiency"], min_length=2, max_length=3,
         description="Objective names in order, all maximised; M = 2 or 3.",
     )
@@ -63,12 +68,16 @@ class RunConfig(BaseModel):
 
 
 class FrontPoint(BaseModel):
+    model_config = _FINITE
+
     outcome: list[float] = Field(description="Objective vector, in the run's objective order.")
     step: int = Field(description="Training step whose validation produced this point.")
 
 
 class RunState(BaseModel):
     """The live Stage-1 state of a run, as shown to clients."""
+
+    model_config = _FINITE
 
     weights: list[float]
     gain: float = Field(description="Smoothed hypervolume gain G_t (Eq. 5).")
@@ -88,6 +97,8 @@ class RunInfo(BaseModel):
 class OutcomeRecord(BaseModel):
     """One reported validation outcome and what it did; the history is a list of these."""
 
+    model_config = _FINITE
+
     step: int
     outcome: list[float]
     delta_hv: float
@@ -102,17 +113,12 @@ class OutcomeRecord(BaseModel):
 class OutcomeReport(BaseModel):
     """Body of a REST report; validated like the gRPC request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     step: int = Field(ge=0, le=2**62, description="Training step t.")
-    outcome: list[float] = Field(min_length=1, max_length=3, description="Mean validation y_t.")
-
-    @field_validator("outcome")
-    @classmethod
-    def _finite(cls, values: list[float]) -> list[float]:
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"outcome must be finite numbers, got {values}")
-        return values
+    outcome: list[ObjectiveValue] = Field(
+        min_length=1, max_length=3,
+        description="Mean validation y_t, one value in [0, 1] per objective of the run.")
 
 
 class OptimalCallsSummary(BaseModel):

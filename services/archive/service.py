@@ -4,15 +4,19 @@ and durable state (through `ArchiveStore`). The gRPC and REST adapters only tran
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import grpc
+from pydantic import ValidationError
 
 from paretopo.core import scalarization
 from paretopo.core.scalarization import Stage1State
-from paretopo.errors import InvalidArgument
+from paretopo.errors import InvalidArgument, NotFound, ParetopoError, describe_validation_error
 from services.archive import metrics
 from services.archive.models import (
     PROMPT_ID_MAX_CHARS,
@@ -30,6 +34,18 @@ from services.archive.store import ArchiveStore
 
 MAX_BATCH = 4096
 MAX_CALLS = 1_000_000
+MAX_CACHED_RUNS = 1024
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoredRunUnreadable(ParetopoError):
+    """A run's stored config or state fails validation (e.g. written by an older version that
+    accepted non-finite values). Reads of that run fail with this; listings skip it."""
+
+    grpc_code = grpc.StatusCode.DATA_LOSS
+    http_status = 500
 
 
 def _check_run_id(run_id: str) -> None:
@@ -55,9 +71,31 @@ def _check_outcome(outcome: Sequence[float], config: RunConfig) -> list[float]:
         raise InvalidArgument(
             f"outcome has {len(values)} values but run {config.run_id!r} has "
             f"{config.num_objectives} objectives ({', '.join(config.objectives)})")
-    if not all(math.isfinite(v) for v in values):
-        raise InvalidArgument(f"outcome must be finite numbers, got {values}")
+    # Objective values are in [0, 1] (algorithm.md); anything else would let the hypervolume
+    # and the gain overflow and pin rho at 1 for the rest of the run.
+    for i, v in enumerate(values):
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise InvalidArgument(f"outcome[{i}] ({config.objectives[i]}) must be a finite "
+                                  f"number in [0, 1], got {v}")
     return values
+
+
+@dataclass
+class RunView:
+    """One version of a run (config, state and n* count) as read from Redis.
+
+    Anything derived from it (a rendered response, say) is computed once per version through
+    `memo`: reads far outnumber writes, so the same front is not rebuilt per request.
+    """
+
+    version: tuple[int | None, int]
+    info: RunInfo
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: str, make: Callable[[], T]) -> T:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
 
 def _initial_state_dict(config: RunConfig) -> dict[str, Any]:
@@ -71,6 +109,7 @@ class ArchiveService:
     def __init__(self, store: ArchiveStore) -> None:
         self.store = store
         self._configs: dict[str, RunConfig] = {}  # configs are immutable once written
+        self._views: dict[str, RunView] = {}
 
     async def ready(self) -> bool:
         return await self.store.ping()
@@ -81,22 +120,44 @@ class ArchiveService:
         return await self.run_info(config.run_id)
 
     async def list_runs(self) -> list[RunInfo]:
-        return [await self.run_info(run_id) for run_id in await self.store.run_ids()]
+        """Every readable run. A run whose stored data cannot be read is logged and left out,
+        so one poisoned run never takes the listing of the others down."""
+        runs = []
+        for run_id in await self.store.run_ids():
+            try:
+                runs.append(await self.run_info(run_id))
+            except (StoredRunUnreadable, InvalidArgument, NotFound) as err:
+                metrics.UNREADABLE_RUNS.inc()
+                log.warning("listing skips run %r: %s", run_id[:80], err)
+        return runs
 
     async def run_config(self, run_id: str) -> RunConfig:
         _check_run_id(run_id)
         if run_id not in self._configs:
-            config_json, _, _ = await self.store.config_and_state(run_id)
-            self._configs[run_id] = RunConfig.model_validate_json(config_json)
+            config_json, _, _, _ = await self.store.config_and_state(run_id)
+            self._configs[run_id] = _parse_config(run_id, config_json)
         return self._configs[run_id]
 
-    async def run_info(self, run_id: str) -> RunInfo:
+    async def run_view(self, run_id: str) -> RunView:
+        """The run as of now: one small Redis round trip (version and n* count) when nothing
+        changed since the last read, the full config and state otherwise."""
         _check_run_id(run_id)
-        config_json, state, known = await self.store.config_and_state(run_id)
+        version = await self.store.version_and_known(run_id)
+        view = self._views.get(run_id)
+        if view is not None and view.version == version:
+            return view
+        config_json, state, known, state_version = await self.store.config_and_state(run_id)
         if run_id not in self._configs:
-            self._configs[run_id] = RunConfig.model_validate_json(config_json)
-        config = self._configs[run_id]
-        return RunInfo(config=config, state=_run_state(state, known))
+            self._configs[run_id] = _parse_config(run_id, config_json)
+        info = RunInfo(config=self._configs[run_id], state=_run_state(run_id, state, known))
+        view = RunView((state_version, known), info)
+        if len(self._views) >= MAX_CACHED_RUNS:
+            self._views.pop(next(iter(self._views)))
+        self._views[run_id] = view
+        return view
+
+    async def run_info(self, run_id: str) -> RunInfo:
+        return (await self.run_view(run_id)).info
 
     async def get_optimal_calls(self, run_id: str, prompt_ids: Sequence[str]) -> list[int]:
         await self.run_config(run_id)
@@ -135,6 +196,7 @@ class ArchiveService:
         y = _check_outcome(outcome, config)
 
         def update(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            _run_state(run_id, state, 0)  # a poisoned stored state is refused, not propagated
             before = Stage1State.from_dict(state["stage1"])
             after, info = scalarization.update(before, y, config.stage1, step=step)
             if not config.adapt_weights:
@@ -147,7 +209,10 @@ class ArchiveService:
             return new_state, record.model_dump(mode="json")
 
         raw, replayed = await self.store.apply_report(run_id, step, update)
-        record = OutcomeRecord.model_validate(raw)
+        try:
+            record = OutcomeRecord.model_validate(raw)
+        except ValidationError as err:  # a replayed record stored by an older archive
+            raise _unreadable(run_id, f"record of step {step}", err) from None
         metrics.REPORTS.labels(replayed=str(replayed).lower()).inc()
         metrics.HYPERVOLUME.labels(run=run_id).set(record.hypervolume)
         metrics.RHO.labels(run=run_id).set(record.rho)
@@ -164,13 +229,33 @@ class ArchiveService:
 
     async def history(self, run_id: str) -> list[OutcomeRecord]:
         await self.run_config(run_id)
-        return [OutcomeRecord.model_validate(r) for r in await self.store.history(run_id)]
+        try:
+            return [OutcomeRecord.model_validate(r) for r in await self.store.history(run_id)]
+        except (ValidationError, KeyError, TypeError) as err:
+            raise _unreadable(run_id, "history", err) from None
 
 
-def _run_state(state: dict[str, Any], known_prompts: int) -> RunState:
-    stage1 = Stage1State.from_dict(state["stage1"])
-    return RunState(
-        weights=list(stage1.weights), gain=stage1.gain, rho=stage1.rho,
-        stage=Stage(state["stage"]), last_step=stage1.step,
-        hypervolume=state["hypervolume"], known_prompts=known_prompts,
-        front=[FrontPoint(outcome=list(p.values), step=p.step) for p in stage1.archive])
+def _unreadable(run_id: str, what: str, err: Exception) -> StoredRunUnreadable:
+    detail = describe_validation_error(err) if isinstance(err, ValidationError) else repr(err)
+    return StoredRunUnreadable(
+        f"stored {what} of run {run_id!r} is unreadable ({detail[:300]}); it was probably "
+        "written by an older archive that accepted non-finite values")
+
+
+def _parse_config(run_id: str, config_json: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate_json(config_json)
+    except ValidationError as err:
+        raise _unreadable(run_id, "config", err) from None
+
+
+def _run_state(run_id: str, state: dict[str, Any], known_prompts: int) -> RunState:
+    try:
+        stage1 = Stage1State.from_dict(state["stage1"])
+        return RunState(
+            weights=list(stage1.weights), gain=stage1.gain, rho=stage1.rho,
+            stage=Stage(state["stage"]), last_step=stage1.step,
+            hypervolume=state["hypervolume"], known_prompts=known_prompts,
+            front=[FrontPoint(outcome=list(p.values), step=p.step) for p in stage1.archive])
+    except (ValidationError, KeyError, TypeError, ValueError) as err:
+        raise _unreadable(run_id, "state", err) from None

@@ -22,5 +22,8 @@ class ArchiveSettings(BaseSettings):
         "writes are refused and gRPC writes are open (internal network).")
     read_token: SecretStr | None = Field(None, description="Bearer token for REST reads; "
                                          "unset: reads are open.")
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, le=1 << 30, description="Largest REST request body accepted (bytes); "
+        "larger ones get 413 before they are read.")
     reflection: bool = Field(True, description="Enable gRPC server reflection.")
     log_level: str = Field("info", description="Python log level.")

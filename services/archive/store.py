@@ -12,6 +12,7 @@ history keys, so two reports never interleave and a retried step is answered fro
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,8 +43,9 @@ end
 return out
 """
 
-# KEYS = runs set, config key, state key; ARGV = run id, config json, initial state json.
-# Answers 1 when created, 0 when the same config already existed, -1 when another did.
+# KEYS = runs set, config key, state key, version key; ARGV = run id, config json, initial
+# state json, initial version. Answers 1 when created, 0 when the same config already
+# existed, -1 when another did.
 CREATE_RUN_LUA = """
 local existing = redis.call('GET', KEYS[2])
 if existing then
@@ -52,6 +54,7 @@ if existing then
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[4], ARGV[4])
 redis.call('SADD', KEYS[1], ARGV[1])
 return 1
 """
@@ -98,10 +101,13 @@ class ArchiveStore:
 
     async def create_run(self, run_id: str, config_json: str, state_json: str) -> bool:
         """Create a run; True if new, False if it existed with this exact config."""
-        keys = [self.keys.runs, self.keys.config(run_id), self.keys.state(run_id)]
+        keys = [self.keys.runs, self.keys.config(run_id), self.keys.state(run_id),
+                self.keys.version(run_id)]
+        # A random first version: a run re-created under the same id (after Redis lost its
+        # data, say) never shows a version that a reader cached for the old one.
+        args = [run_id, config_json, state_json, secrets.randbits(48)]
         async with redis_errors():
-            created = int(await self._create_run(keys=keys,
-                                                 args=[run_id, config_json, state_json]))
+            created = int(await self._create_run(keys=keys, args=args))
         if created < 0:
             raise AlreadyExists(f"run {run_id!r} already exists with a different config")
         return created == 1
@@ -110,15 +116,31 @@ class ArchiveStore:
         async with redis_errors():
             return sorted(await self.client.smembers(self.keys.runs))
 
-    async def config_and_state(self, run_id: str) -> tuple[str, dict[str, Any], int]:
-        """The run's config JSON, its state and how many prompts have an n*: one round trip."""
+    async def config_and_state(self, run_id: str,
+                               ) -> tuple[str, dict[str, Any], int, int | None]:
+        """The run's config JSON, its state, how many prompts have an n* and the state's
+        version (None for runs stored before versions existed): one round trip, and the
+        state and version are read together (MGET is atomic)."""
         async with redis_errors(), self.client.pipeline(transaction=False) as pipe:
-            pipe.mget([self.keys.config(run_id), self.keys.state(run_id)])
+            pipe.mget([self.keys.config(run_id), self.keys.state(run_id),
+                       self.keys.version(run_id)])
             pipe.hlen(self.keys.nstar(run_id))
-            (config_json, state_json), known = await pipe.execute()
+            (config_json, state_json, version), known = await pipe.execute()
         if config_json is None or state_json is None:
             raise NotFound(f"unknown run {run_id!r}; create it first or list runs")
-        return config_json, json.loads(state_json), int(known)
+        try:
+            state = json.loads(state_json)
+        except ValueError:
+            state = {}  # the service reports it as unreadable, naming the run
+        return config_json, state, int(known), _version(version)
+
+    async def version_and_known(self, run_id: str) -> tuple[int | None, int]:
+        """(state version, number of prompts with an n*): what a cached view is keyed on."""
+        async with redis_errors(), self.client.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.version(run_id))
+            pipe.hlen(self.keys.nstar(run_id))
+            version, known = await pipe.execute()
+        return _version(version), int(known)
 
     async def nstar_min(self, run_id: str, pairs: list[tuple[str, int]]) -> list[int]:
         """Atomically lower n* with each (prompt, candidate); -1 candidates only read."""
@@ -173,6 +195,7 @@ class ArchiveStore:
                     pipe.multi()
                     pipe.set(state_key, json.dumps(new_state))
                     pipe.hset(history_key, str(step), json.dumps(record))
+                    pipe.incr(self.keys.version(run_id))
                     await pipe.execute()
                     return record, False
                 except WatchError:
@@ -195,8 +218,16 @@ class ArchiveStore:
                     state["stage"] = stage
                     pipe.multi()
                     pipe.set(state_key, json.dumps(state))
+                    pipe.incr(self.keys.version(run_id))
                     await pipe.execute()
                     return state
                 except WatchError:
                     continue
         raise Unavailable(f"stage change of run {run_id!r} kept conflicting; retry")
+
+
+def _version(raw: str | None) -> int | None:
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
