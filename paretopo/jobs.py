@@ -7,6 +7,7 @@ disagree on a field. Messages travel as JSON in a single `data` field of a Redis
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Literal
 
@@ -33,6 +34,17 @@ class SamplingParams(_Wire):
     seed: int | None = Field(None, description="Sampling seed; None draws a fresh one.")
 
 
+def stable_seed(*parts: object) -> int:
+    """A 63-bit sampling seed that is a function of `parts` alone, the same in every process
+    (Python's own `hash` of a string is not).
+
+    >>> stable_seed("calc/val/3", 7) == stable_seed("calc/val/3", 7) != stable_seed("x", 7)
+    True
+    """
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
 class JobKind(StrEnum):
     TRAIN = "train"
     EVAL = "eval"
@@ -53,6 +65,9 @@ class RolloutJob(_Wire):
     min_policy_version: int = Field(
         0, ge=0, description="Oldest policy version allowed to sample this job (staleness bound)."
     )
+    search_top_k: int | None = Field(
+        None, ge=1, le=100, description="Passages per search call, as the task's policy was "
+        "trained to read them; None: the worker's own setting.")
 
 
 FinishReason = Literal["answer", "eos", "max_tool_calls", "token_budget", "turn_limit"]

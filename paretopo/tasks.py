@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from paretopo.agent_formats import ToolFormat, tool_format
 from paretopo.datasets.records import DatasetError, Record
 from paretopo.testbed.tasks import IdealPoint
+from paretopo.testbed.tools import SEARCH_TOP_K
 
 TESTBED_TASKS = ("calc", "kbqa")
 
@@ -48,6 +49,8 @@ class Task(ABC):
     tools: frozenset[str]
     #: Name of the prompt format, for reports.
     template_name: str
+    #: Passages a search call returns on this task; None leaves it to the rollout worker.
+    search_top_k: int | None = None
 
     @abstractmethod
     def items(self, split: str, limit: int | None = None, *, seed: int = 0) -> list[Any]:
@@ -67,6 +70,14 @@ class Task(ABC):
 
     def ideal(self, split: str, limit: int | None = None, *, seed: int = 0) -> IdealPoint | None:
         """The task's ideal (EM, #Tool) point where it is known exactly; None otherwise."""
+        return None
+
+    def difficulty(self, item: Any) -> str | None:
+        """The item's difficulty level where the task defines one (reports group by it)."""
+        return None
+
+    def min_calls(self, item: Any) -> int | None:
+        """The fewest tool calls that answer `item`, where the task knows it."""
         return None
 
     def close(self) -> None:  # noqa: B027  (most tasks hold nothing to release)
@@ -92,6 +103,7 @@ class TestbedTask(Task):
         self.tool_format = tool_format("testbed")
         self.tools = frozenset({"python" if name == "calc" else "search"})
         self.template_name = f"testbed-{name}"
+        self.search_top_k = SEARCH_TOP_K
 
     def items(self, split: str, limit: int | None = None, *, seed: int = 0) -> list[Any]:
         from paretopo.testbed.tasks import load_items
@@ -115,6 +127,12 @@ class TestbedTask(Task):
         from paretopo.testbed.tasks import ideal_point
 
         return ideal_point(self.name, self._check_split(split), limit, seed=seed)
+
+    def difficulty(self, item: Any) -> str | None:
+        return str(item.difficulty)
+
+    def min_calls(self, item: Any) -> int | None:
+        return int(item.min_calls)
 
 
 class BenchmarkTask(Task):

@@ -93,36 +93,64 @@ def evaluate(
     split: SplitOpt = "validation",
     n: Annotated[int | None, typer.Option("--n", help="Items (default: the eval set).")] = None,
     seed: SeedOpt = 0,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    samples: Annotated[int, typer.Option(
+        "--samples", "-k", help="Completions per question (1 with --temperature 0: greedy).")
+    ] = 8,
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 1.0,
     show: Annotated[int, typer.Option(help="Print this many trajectories.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Directory of report.json and the tool servers' logs "
+        "(default runs/eval/testbed-<task>-<time>).")] = None,
 ) -> None:
-    """Evaluate a checkpoint on a split with real tools: EM, #Tool, r_tool, distance to ideal."""
-    import torch
+    """Evaluate a checkpoint on a split through the rollout agent loop and the real tool
+    services (what the learner's validation runs): EM, #Tool, per difficulty, on the items
+    that need a tool, and the distance to the ideal. Sampling is seeded per (question,
+    sample), so the same checkpoint and seed give the same numbers."""
+    import time
 
-    from paretopo.hf_policy import load_policy
-    from paretopo.testbed.evaluate import EvalSettings, run_policy, summarise
-    from paretopo.testbed.tasks import ideal_point, load_items
+    from paretopo.app.eval_services import ToolServices
+    from paretopo.app.evaluation import EvalSettings, evaluate_items
+    from paretopo.tasks import get_task
 
-    torch.set_num_threads(2)
-    model, tokenizer = load_policy(checkpoint)
-    items = load_items(task, split, n, seed=seed)
-    settings = EvalSettings(temperature=temperature, seed=seed)
-    report = summarise(task, run_policy(model, tokenizer, task, items, settings, world_seed=seed))
-    target = ideal_point(task, split, n, seed=seed)
-    for traj in report.trajectories[:show]:
-        typer.echo(f"--- {traj.item.question}  gold={traj.item.answer}\n{traj.completion}\n")
+    if temperature == 0 and samples > 1:
+        raise typer.BadParameter("greedy samples are all the same: use --samples 1 with "
+                                 "--temperature 0")
+    the_task = get_task(task)
+    items = the_task.items(split, n, seed=seed)
+    out = out or Path("runs/eval") / f"testbed-{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    sampling = testbed_sampling(task).model_copy(update={"temperature": temperature,
+                                                          "seed": seed})
+    with ToolServices(out, world_seed=seed) as services:
+        settings = EvalSettings(
+            model_path=str(checkpoint), threads=1, samples=samples, sampling=sampling,
+            executor=services.executor() if "python" in the_task.tools else None,
+            search=services.search(f"testbed-{task}") if "search" in the_task.tools else None)
+        report = evaluate_items(f"testbed-{task}", the_task, items, settings)
+    target = the_task.ideal(split, n, seed=seed)
+    for item in report.items[:show]:
+        typer.echo(f"--- {item.id} golds={item.golds} answers={item.answers} "
+                   f"calls={item.tool_calls}")
     summary = {
-        "task": task,
-        "split": split,
-        "n": report.n,
-        "em": report.em,
-        "mean_calls": report.mean_calls,
+        "task": task, "split": split, "n": report.n_questions, "samples": samples,
+        "temperature": temperature, "em": report.em, "mean_calls": report.mean_tool_calls,
         "mean_r_tool": report.mean_r_tool,
         "ideal": {"em": target.em, "mean_calls": target.mean_calls},
-        "distance": report.distance_to(target),
-        "by_difficulty": report.by_difficulty,
+        "distance": {"em_gap": target.em - report.em,
+                     "extra_calls": report.mean_tool_calls - target.mean_calls},
+        "by_difficulty": report.by_difficulty, "needs_tool": report.needs_tool,
     }
+    (out / "report.json").write_text(report.model_dump_json(indent=2))
     typer.echo(json.dumps(summary, indent=2))
+
+
+def testbed_sampling(task: str):
+    """The rollout limits of the task's shipped run (configs/runs/<task>_paretopo.yaml), so
+    `testbed eval` measures what the learner's validation measures."""
+    from paretopo.app.demo import CONFIGS
+    from services.learner.config import load_run_config
+
+    return load_run_config(CONFIGS / "runs" / f"{task}_paretopo.yaml").sampling
 
 
 @testbed_app.command("corpus")

@@ -74,6 +74,8 @@ def demo(
     stage1_steps: Annotated[int | None, typer.Option(help="Override Stage-1 length.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
     eval_prompts: Annotated[int | None, typer.Option(help="Validation prompts.")] = None,
+    eval_samples: Annotated[int | None, typer.Option(
+        help="Sampled completions per validation prompt (k).")] = None,
     group_size: Annotated[int | None, typer.Option("-G", help="Samples per prompt.")] = None,
     prompts_per_step: Annotated[int | None, typer.Option(help="Prompts per step.")] = None,
     train_items: Annotated[int | None, typer.Option(
@@ -85,7 +87,8 @@ def demo(
     opts = DemoOptions(task=task, algorithm=algorithm, minutes=minutes, max_steps=steps,
                        seed=seed, objectives=objectives, model=model, home=home,
                        stage1_steps=stage1_steps, eval_every=eval_every,
-                       eval_prompts=eval_prompts, group_size=group_size,
+                       eval_prompts=eval_prompts, eval_samples=eval_samples,
+                       group_size=group_size,
                        prompts_per_step=prompts_per_step, train_items=train_items)
     try:
         report, stack = _live(opts, f"{algorithm} on {task}")

@@ -17,8 +17,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretopo.app.report import Checkpoint, markdown_table, plot_front_over_checkpoints
-from paretopo.app.stack import LocalStack, StackConfig, StackState, running_stack
+from paretopo.app.report import (
+    Checkpoint,
+    markdown_table,
+    plot_front_over_checkpoints,
+    plot_validation_trajectory,
+)
+from paretopo.app.stack import (
+    LocalStack,
+    StackConfig,
+    StackState,
+    running_stack,
+    torch_threads,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 THIRD_OBJECTIVE = "length_efficiency"
@@ -42,9 +53,11 @@ class DemoOptions:
     prompts_per_step: int | None = None
     eval_every: int | None = None
     eval_prompts: int | None = None
+    eval_samples: int | None = None
     stage1_steps: int | None = None
     train_items: int | None = None
     run_id: str | None = None
+    threads: int | None = None  # learner torch threads; None: its share of the cores
 
 
 @dataclass
@@ -62,6 +75,7 @@ class DemoReport:
     end: dict[str, float]
     ideal: dict[str, float]
     distance: dict[str, float]
+    by_difficulty: dict[str, dict[str, float]]  # level -> start/end EM and calls, ideal calls
     front: list[dict[str, Any]]
     hypervolume: float
     weights: list[float]
@@ -74,6 +88,9 @@ class DemoReport:
     wall_s: float
     page: str
     plot: str
+    trajectory_plot: str
+    samples_per_prompt: int
+    eval_temperature: float
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -114,6 +131,9 @@ def run_config(opts: DemoOptions, model: Path, stack: StackState, run_id: str) -
         raw["eval"]["every"] = opts.eval_every
     if opts.eval_prompts is not None:
         raw["eval"]["prompts"] = opts.eval_prompts
+    if opts.eval_samples is not None:
+        raw["eval"]["samples"] = opts.eval_samples
+    raw["backend"]["threads"] = opts.threads or torch_threads(opts.rollout_workers + 1)
     raw["services"].update(redis_url=stack.redis_url, archive=stack.archive_grpc,
                            archive_token=stack.write_token, metrics_port=None)
     return RunConfig.model_validate(raw)
@@ -162,11 +182,28 @@ async def _archive_state(stack: StackState, run_id: str) -> Any:
         return (await client.run_state(run_id)).state
 
 
-def _ideal(task: str, n: int, seed: int) -> dict[str, float]:
+def _ideal(task: str, n: int, seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """The ideal (EM, #Tool) of the validation prompts, and its calls per difficulty."""
     from paretopo.testbed.tasks import ideal_point
 
     point = ideal_point(task, "validation", n, seed=seed)
-    return {"em": point.em, "tool_calls": point.mean_calls}
+    return {"em": point.em, "tool_calls": point.mean_calls}, point.calls_by_difficulty
+
+
+def _by_difficulty(first: dict[str, float], last: dict[str, float],
+                   ideal_calls: dict[str, float]) -> dict[str, dict[str, float]]:
+    levels = sorted(k.removeprefix("em/") for k in first if k.startswith("em/"))
+    rows = {lv: {"start_em": first[f"em/{lv}"], "end_em": last.get(f"em/{lv}", float("nan")),
+                 "start_calls": first[f"tool_calls/{lv}"],
+                 "end_calls": last.get(f"tool_calls/{lv}", float("nan")),
+                 "ideal_calls": ideal_calls.get(lv, float("nan"))} for lv in levels}
+    if "needs_tool/em" in first:
+        rows["needs a tool"] = {
+            "start_em": first["needs_tool/em"], "end_em": last.get("needs_tool/em", float("nan")),
+            "start_calls": first["needs_tool/tool_calls"],
+            "end_calls": last.get("needs_tool/tool_calls", float("nan")),
+            "ideal_calls": float("nan")}
+    return rows
 
 
 def _metrics_log(path: Path) -> list[dict[str, Any]]:
@@ -209,29 +246,35 @@ def _report(opts: DemoOptions, config: Any, summary: Any, evaluations: list[dict
     objectives = list(config.algorithm.objectives)
     steps_log = _metrics_log(config.metrics_log)
     switch = next((m["step"] for m in steps_log if m["stage"] == 2), None)
-    ideal = _ideal(opts.task, config.eval.prompts, opts.seed)
+    ideal, ideal_calls = _ideal(opts.task, config.eval.prompts, opts.seed)
     first, last = evaluations[0], evaluations[-1]
 
     def point(e: dict[str, float]) -> dict[str, float]:
-        return {"em": e["accuracy"], "tool_calls": e["tool_calls"],
-                **{k: e[k] for k in objectives}}
+        return {"em": e["em"], "tool_calls": e["tool_calls"], **{k: e[k] for k in objectives}}
 
     plot = plot_front_over_checkpoints(
         [Checkpoint(int(e["step"]), tuple(e[k] for k in objectives)) for e in evaluations],
         objectives, out / "front.png", ideal=[1.0] * len(objectives),
         title=f"{config.algorithm.name} on {opts.task}: validation outcomes by step")
+    trajectory = plot_validation_trajectory(
+        evaluations, out / "trajectory.png", ideal=ideal,
+        title=f"{config.algorithm.name} on {opts.task}: sampled validation, k = "
+              f"{config.eval.samples}")
     report = DemoReport(
         run_id=config.run_id, task=opts.task, algorithm=config.algorithm.name,
         objectives=objectives, steps=summary.steps, final_stage=summary.stage,
         stopped_by=summary.stopped_by, start=point(first), end=point(last), ideal=ideal,
-        distance={"em_gap": ideal["em"] - last["accuracy"],
+        distance={"em_gap": ideal["em"] - last["em"],
                   "extra_calls": last["tool_calls"] - ideal["tool_calls"]},
+        by_difficulty=_by_difficulty(first, last, ideal_calls),
         front=[{"step": p.step, "y": list(p.outcome.values)} for p in state.front],
         hypervolume=state.hypervolume, weights=list(state.weights), rho=state.rho,
         known_prompts=state.known_prompts, stage_switch_step=switch,
         weights_history=[m["weights"] for m in steps_log], evaluations=evaluations,
         groups_consumed=sum(m["groups"] for m in steps_log), wall_s=wall_s,
-        page=f"{stack.page}?run={config.run_id}", plot=str(plot))
+        page=f"{stack.page}?run={config.run_id}", plot=str(plot),
+        trajectory_plot=str(trajectory), samples_per_prompt=config.eval.samples,
+        eval_temperature=config.eval.sampling.temperature)
     report.files = {"report_json": str(out / "report.json"), "report_md": str(out / "report.md"),
                     "metrics": str(config.metrics_log)}
     (out / "report.json").write_text(json.dumps(asdict(report), indent=2))
@@ -244,6 +287,8 @@ def report_markdown(r: DemoReport) -> str:
     rows = [["start (step 0)", r.start["em"], r.start["tool_calls"]],
             [f"end (step {r.steps})", r.end["em"], r.end["tool_calls"]],
             ["ideal", r.ideal["em"], r.ideal["tool_calls"]]]
+    level_rows = [[level, v["start_em"], v["end_em"], v["start_calls"], v["end_calls"],
+                   v["ideal_calls"]] for level, v in r.by_difficulty.items()]
     front_rows = [[p["step"], *[f"{v:.3f}" for v in p["y"]]] for p in r.front]
     return "\n\n".join([
         f"# {r.algorithm} on `{r.task}` ({r.run_id})",
@@ -251,11 +296,16 @@ def report_markdown(r: DemoReport) -> str:
         f"{r.stage_switch_step if r.stage_switch_step is not None else '(not reached)'}; "
         f"{r.groups_consumed} groups trained on; {r.known_prompts} prompts with a known n*; "
         f"{r.wall_s / 60:.1f} min in all.",
+        f"Validation: {r.samples_per_prompt} completion(s) of each prompt at temperature "
+        f"{r.eval_temperature:g}.",
         markdown_table(["validation", "EM", "#Tool"], rows),
+        markdown_table(["difficulty", "EM start", "EM end", "calls start", "calls end",
+                        "ideal calls"], level_rows),
         f"Distance to the ideal: EM gap {r.distance['em_gap']:.3f}, "
         f"{r.distance['extra_calls']:+.3f} calls per question above the minimum.",
         f"Archive front (hypervolume {r.hypervolume:.4f}, weights "
         f"{', '.join(f'{w:.2f}' for w in r.weights)}, ρ {r.rho:.3f}):",
         markdown_table(["step", *r.objectives], front_rows),
-        f"Plot: `{r.plot}`. Live page: {r.page}",
+        f"Plots: `{r.trajectory_plot}` (EM against #Tool over the run), `{r.plot}` (the "
+        f"objective space). Live page: {r.page}",
     ]) + "\n"

@@ -24,7 +24,8 @@ class ToolServices:
 
     def __init__(self, work_dir: Path, *, executor: str | None = None, search: str | None = None,
                  search_index: Path | None = None, stack_home: Path | None = DEFAULT_STACK_HOME,
-                 executor_workers: int = 2, data_dir: Path | None = None) -> None:
+                 executor_workers: int = 2, data_dir: Path | None = None,
+                 world_seed: int = 0) -> None:
         from paretopo.app.stack import running_stack
 
         self.work_dir = work_dir
@@ -34,6 +35,7 @@ class ToolServices:
         self._search_index = search_index
         self._workers = executor_workers
         self._data_dir = data_dir
+        self._world_seed = world_seed  # the kbqa world whose corpus testbed-kbqa searches
         self._searches: dict[Path, str] = {}  # index dir -> target of a server started here
         self._procs: list[ManagedProcess] = []
 
@@ -50,7 +52,7 @@ class ToolServices:
         """The search target for `benchmark`, starting a local server when there is none."""
         if self._search is not None:
             return self._search
-        if self.stack is not None and benchmark == "testbed-kbqa":
+        if self.stack is not None and benchmark == "testbed-kbqa" and self._world_seed == 0:
             return self.stack.search
         index = self._search_index or self._default_index(benchmark)
         if index not in self._searches:
@@ -63,8 +65,8 @@ class ToolServices:
         if benchmark == "testbed-kbqa":
             from paretopo.testbed.kbqa import write_corpus
 
-            corpus = self.work_dir / "kbqa-corpus-seed0.jsonl"
-            write_corpus(corpus, 0)
+            corpus = self.work_dir / f"kbqa-corpus-seed{self._world_seed}.jsonl"
+            write_corpus(corpus, self._world_seed)
         else:
             corpus = (self._data_dir or shared_data_dir()) / WIKI18_SAMPLE
         out, options = self.work_dir / "indexes" / f"bm25-{corpus.stem}", BuildOptions()

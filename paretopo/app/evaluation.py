@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from paretopo.core.rewards import tool_efficiency
-from paretopo.jobs import SamplingParams, TrajectoryRecord
+from paretopo.jobs import SamplingParams, TrajectoryRecord, stable_seed
 from paretopo.process import ManagedProcess
 from paretopo.tasks import Task
 
@@ -34,7 +34,8 @@ class EvalSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch intra-op threads.")
     executor: str | None = Field(None, description="Python executor gRPC target.")
     search: str | None = Field(None, description="Search service gRPC target.")
-    search_top_k: int = Field(3, ge=1, description="Passages per search call.")
+    search_top_k: int = Field(3, ge=1, description="Passages per search call, unless the "
+                              "task sets its own (the testbed's policy reads one).")
     tool_timeout_s: float = Field(30.0, gt=0, description="Deadline of one tool call.")
     samples: int = Field(1, ge=1, description="Trajectories per question (G).")
     concurrency: int = Field(4, ge=1, description="Questions rolled out at once.")
@@ -51,6 +52,8 @@ class ItemResult(BaseModel):
     tool_calls: list[int] = Field(default_factory=list)
     r_tool: list[float] = Field(default_factory=list)
     finish_reasons: list[str] = Field(default_factory=list)
+    difficulty: str | None = None  # where the task defines levels
+    min_calls: int | None = None  # the fewest calls that answer it, where the task knows
     error: str | None = None  # the question could not be rolled out (e.g. prompt too long)
 
 
@@ -67,6 +70,10 @@ class EvalReport(BaseModel):
     mean_r_tool: float = Field(description="Mean r_tool (Eq. 4), n* from this evaluation.")
     finish_reasons: dict[str, int]
     failed_questions: int
+    by_difficulty: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="n, em, tool_calls per difficulty level.")
+    needs_tool: dict[str, float] | None = Field(
+        None, description="n, em, tool_calls over the questions that need a tool call.")
     wall_s: float
     items: list[ItemResult]
 
@@ -98,6 +105,13 @@ def markdown_table(reports: Sequence[EvalReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _group_stats(items: Sequence[ItemResult], samples: int) -> dict[str, float]:
+    """n, EM and #Tool over `items`; a failed question counts as `samples` wrong, no calls."""
+    total = len(items) * samples or 1
+    return {"n": float(len(items)), "em": sum(sum(i.correct) for i in items) / total,
+            "tool_calls": sum(sum(i.tool_calls) for i in items) / total}
+
+
 def _score(task: Task, item: Any, trajs: Sequence[TrajectoryRecord]) -> ItemResult:
     correct = [task.grade(item, t.answer) for t in trajs]
     calls = [t.n_tool_calls for t in trajs]
@@ -109,6 +123,7 @@ def _score(task: Task, item: Any, trajs: Sequence[TrajectoryRecord]) -> ItemResu
         r_tool=[float(tool_efficiency(c, n_star)) if ok else 0.0
                 for c, ok in zip(calls, correct, strict=True)],
         finish_reasons=[t.finish_reason for t in trajs],
+        difficulty=task.difficulty(item), min_calls=task.min_calls(item),
     )
 
 
@@ -117,6 +132,8 @@ def summarise(benchmark: str, settings: EvalSettings, template: str, items: list
     """Aggregate per-question results; failed questions count as wrong with no tool calls."""
     n = settings.samples
     total = len(items) * n or 1
+    levels = sorted({i.difficulty for i in items if i.difficulty is not None})
+    needing = [i for i in items if i.min_calls]
     return EvalReport(
         benchmark=benchmark, model=settings.model_path, template=template,
         n_questions=len(items), samples_per_question=n,
@@ -125,8 +142,21 @@ def summarise(benchmark: str, settings: EvalSettings, template: str, items: list
         mean_r_tool=sum(sum(i.r_tool) for i in items) / total,
         finish_reasons=dict(Counter(r for i in items for r in i.finish_reasons)),
         failed_questions=sum(i.error is not None for i in items),
+        by_difficulty={lv: _group_stats([i for i in items if i.difficulty == lv], n)
+                       for lv in levels},
+        needs_tool=_group_stats(needing, n) if needing else None,
         wall_s=wall_s, items=items,
     )
+
+
+def _item_sampling(settings: EvalSettings, item: Any) -> SamplingParams:
+    """A seeded evaluation samples each question from its own seed (question id, run seed),
+    and the agent loop each sample from (that seed, sample index): the same checkpoint and
+    seed give the same trajectories however the questions are batched."""
+    s = settings.sampling
+    if s.seed is None:
+        return s
+    return s.model_copy(update={"seed": stable_seed(item.id, s.seed)})
 
 
 async def _run(task: Task, items: Sequence[Any], settings: EvalSettings,
@@ -141,7 +171,7 @@ async def _run(task: Task, items: Sequence[Any], settings: EvalSettings,
             kind=settings.engine, model_path=settings.model_path, device=settings.device,
             threads=settings.threads))
     tools = ToolClients(settings.executor, settings.search, timeout_s=settings.tool_timeout_s,
-                        search_top_k=settings.search_top_k)
+                        search_top_k=task.search_top_k or settings.search_top_k)
     loop = AgentLoop(engine, tools, task.tool_format)
     gate = asyncio.Semaphore(settings.concurrency)
 
@@ -149,7 +179,7 @@ async def _run(task: Task, items: Sequence[Any], settings: EvalSettings,
         async with gate:
             try:
                 prompt = task.prompt(item.question, engine.tokenizer)
-                trajs = await loop.run(prompt, settings.samples, settings.sampling)
+                trajs = await loop.run(prompt, settings.samples, _item_sampling(settings, item))
                 # Grading may wait on a child process: keep it off the event loop.
                 result = await asyncio.to_thread(_score, task, item, trajs)
             except ValueError as err:  # the engine refused the prompt (too long, empty)

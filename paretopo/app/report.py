@@ -75,6 +75,38 @@ def plot_front_over_checkpoints(
     return _save(fig, out)
 
 
+def plot_validation_trajectory(
+    evaluations: Sequence[Mapping[str, float]], out: Path, *,
+    ideal: Mapping[str, float] | None = None, title: str = "",
+) -> Path:
+    """The policy's path in the (#Tool, EM) plane, one point per validation in step order,
+    with the ideal point: learning the trade-off is a path up and toward the ideal's calls."""
+    if not evaluations:
+        raise ValueError("no validations to plot")
+    calls = np.array([e["tool_calls"] for e in evaluations], dtype=float)
+    em = np.array([e["em"] for e in evaluations], dtype=float)
+    steps = [int(e["step"]) for e in evaluations]
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    ax.plot(calls, em, color="grey", lw=1, zorder=1)
+    sc = ax.scatter(calls, em, c=steps, cmap="viridis", s=44, zorder=3)
+    for (x, y, step) in ((calls[0], em[0], steps[0]), (calls[-1], em[-1], steps[-1])):
+        ax.annotate(f"step {step}", (x, y), textcoords="offset points", xytext=(6, -12),
+                    fontsize=8)
+    if ideal is not None:
+        ax.scatter([ideal["tool_calls"]], [ideal["em"]], marker="*", s=240, color="gold",
+                   edgecolor="black", label="ideal", zorder=4)
+        ax.legend(loc="lower right", fontsize=8)
+    right = max(float(calls.max()), ideal["tool_calls"] if ideal else 0.0, 1.0)
+    ax.set_xlim(0.0, 1.08 * right)
+    ax.set_ylim(0.0, 1.04)
+    ax.set_xlabel("mean tool calls per answer (#Tool, lower is better)")
+    ax.set_ylabel("sampled validation EM")
+    ax.grid(alpha=0.3)
+    fig.colorbar(sc, ax=ax, label="step")
+    ax.set_title(title or "validation trajectory")
+    return _save(fig, out)
+
+
 def plot_method_fronts(
     outcomes: Mapping[str, Sequence[Sequence[float]]], objectives: Sequence[str], out: Path,
     *, title: str = "",

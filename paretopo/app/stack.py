@@ -29,6 +29,15 @@ from paretopo.redis_server import EmbeddedRedis
 STATE_FILE = "stack.json"
 
 
+def torch_threads(processes: int, cores: int | None = None) -> int:
+    """Torch threads for each of `processes` computing processes sharing this machine: an
+    equal share of its cores, at least one. Two threads each on 2 shared cores made a learner
+    update 3.9x slower under load than one (issue 17), so never more than the share.
+    """
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, processes))
+
+
 class StackConfig(BaseModel):
     """Where the local stack lives and listens. Ports 0 mean "pick a free one"."""
 
@@ -44,7 +53,9 @@ class StackConfig(BaseModel):
     search_port: int = Field(50071, ge=0, le=65535)
     rollout_workers: int = Field(1, ge=0, le=32)
     rollout_http_port: int = Field(9101, ge=0, le=65535, description="Worker i uses port + i.")
-    rollout_threads: int = Field(1, ge=1, le=64, description="Torch threads per worker.")
+    rollout_threads: int | None = Field(
+        None, ge=1, le=64, description="Torch threads per worker; None: an equal share of "
+        "the machine's cores between the workers and the learner (`torch_threads`).")
     world_seed: int = Field(0, description="Seed of the kbqa world whose corpus is indexed.")
     start_timeout_s: float = Field(120.0, gt=0)
 
@@ -234,7 +245,8 @@ class LocalStack:
                  "PARETOPO_ROLLOUT_ENGINE": "torch", "PARETOPO_ROLLOUT_DEVICE": "cpu",
                  "PARETOPO_ROLLOUT_WORKER_NAME": f"local-{i}",
                  "PARETOPO_ROLLOUT_HTTP_PORT": str(port),
-                 "PARETOPO_ROLLOUT_THREADS": str(cfg.rollout_threads)},
+                 "PARETOPO_ROLLOUT_THREADS": str(cfg.rollout_threads or torch_threads(
+                     cfg.rollout_workers + 1))},
                 lambda port=port: http_ok(f"http://{host}:{port}/readyz"),
                 {"http": f"http://{host}:{port}"},
             )

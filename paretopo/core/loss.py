@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LossStats", "dapo_policy_loss"]
+__all__ = ["LossStats", "dapo_policy_loss", "kl_k3_sum"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,20 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> to
 def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
     # k3 = (r − 1) − log r with r = p/q on samples of q: unbiased and never negative.
     return torch.expm1(log_ratio) - log_ratio
+
+
+def kl_k3_sum(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> float:
+    """Sum over the masked tokens of the k3 estimate of KL(π_old ‖ π_θ) (tokens from π_old).
+
+    A sum, not a mean, so that a caller measuring a batch in micro-batches divides once by
+    the batch's token count.
+
+    >>> kl_k3_sum(torch.zeros(1, 2), torch.zeros(1, 2), torch.tensor([[1, 1]]))
+    0.0
+    """
+    log_ratio = (logp - old_logp).float()
+    return float(torch.where(mask.to(torch.bool), _k3(log_ratio),
+                             torch.zeros_like(log_ratio)).sum())
 
 
 def dapo_policy_loss(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from paretopo.testbed.demos import DEFAULT_MIX, Strategy
 from paretopo.testbed.model import ModelConfig
 from paretopo.testbed.prompts import TaskName
+from paretopo.testbed.tools import SEARCH_TOP_K
 
 
 class DemoConfig(BaseModel):
@@ -33,7 +34,7 @@ class DemoConfig(BaseModel):
         default_factory=dict,
         description="Relative weight of each difficulty when drawing items (default uniform).",
     )
-    search_top_k: int = Field(1, ge=1, le=5, description="Passages per kbqa search.")
+    search_top_k: int = Field(SEARCH_TOP_K, ge=1, le=5, description="Passages per kbqa search.")
 
 
 class OptimConfig(BaseModel):
@@ -45,10 +46,11 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay.")
     warmup_steps: int = Field(20, ge=0, description="Steps of linear warm-up.")
     batch_size: int = Field(32, ge=1, description="Sequences per optimizer step.")
-    max_steps: int = Field(500, ge=1, description="Optimizer steps at most.")
-    max_minutes: float = Field(
-        4.5, gt=0, description="Wall-clock budget for training, minutes; stops early and saves."
-    )
+    max_steps: int = Field(500, ge=1, description="Optimizer steps: the budget (the learning "
+                           "rate decays over them; the result does not depend on the load).")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Optional wall-clock cap, minutes; a run it ends early is "
+        "saved with a warning, since what it learnt then depends on the machine's load.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient-norm clip.")
     focus_steps: int = Field(
         0, ge=0, description="First steps drawn only from ideal demonstrations of the `focus` "
@@ -71,7 +73,8 @@ class SftConfig(BaseModel):
     out_dir: Path | None = Field(
         None, description="Checkpoint directory; default runs/testbed/<task>/sft."
     )
-    threads: int = Field(2, ge=1, description="torch intra-op threads.")
+    threads: int = Field(1, ge=1, description="torch intra-op threads (1: the processes of a "
+                         "small machine each keep a core instead of fighting over both).")
     demos: DemoConfig = Field(default_factory=DemoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -36,6 +36,7 @@ from paretopo.testbed.prompts import (
     render_prompt,
 )
 from paretopo.testbed.tools import (
+    SEARCH_TOP_K,
     LexicalIndex,
     PythonResult,
     exec_trusted,
@@ -175,7 +176,7 @@ def kbqa_demo(
     *,
     world: World,
     index: LexicalIndex,
-    top_k: int = 1,
+    top_k: int = SEARCH_TOP_K,
 ) -> Demo:
     """One `kbqa` demonstration of `item` following `strategy` (searches return `top_k`)."""
     prompt = render_prompt(TaskName.KBQA, item.question)

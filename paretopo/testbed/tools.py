@@ -32,6 +32,10 @@ from paretopo.tools_format import format_passages, wrap_information, wrap_output
 #: Longest tool output kept in the context, in characters (the policy's context is short).
 MAX_OUTPUT_CHARS = 200
 
+#: Passages one testbed search returns: what the warm start learns to read, so SFT, the
+#: rollout workers (through the task) and `paretopo testbed eval` must all use it.
+SEARCH_TOP_K = 1
+
 
 @dataclass(frozen=True)
 class PythonResult:

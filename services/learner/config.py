@@ -84,14 +84,24 @@ class OptimConfig(_Model):
 
 
 class EvalConfig(_Model):
-    """Validation through the rollout path: greedy, one sample per held-out prompt."""
+    """Validation through the rollout path: `samples` sampled completions of each held-out
+    prompt, seeded per (prompt, sample index, policy version) unless `sampling.seed` is set,
+    so two validations of one checkpoint agree exactly. Greedy: samples 1, temperature 0."""
 
     every: int = Field(5, ge=1, description="Validate after every `every` training steps.")
-    prompts: int = Field(32, ge=1, description="Held-out validation prompts per validation.")
+    prompts: int = Field(96, ge=1, description="Held-out validation prompts per validation.")
+    samples: int = Field(8, ge=1, le=1024, description="Completions per validation prompt (k).")
     at_start: bool = Field(True, description="Also validate the initial policy (step 0).")
     sampling: SamplingParams = Field(
-        default_factory=lambda: SamplingParams(temperature=0.0),
-        description="Evaluation sampling (greedy by default).")
+        default_factory=lambda: SamplingParams(temperature=1.0),
+        description="Evaluation sampling (T = 1 by default, as training samples).")
+
+    @model_validator(mode="after")
+    def _greedy_is_one_sample(self) -> EvalConfig:
+        if self.sampling.temperature == 0 and self.samples > 1:
+            raise ValueError(f"eval.samples = {self.samples} with temperature 0: greedy "
+                             "samples are all the same; set eval.samples to 1")
+        return self
 
 
 class BudgetConfig(_Model):
@@ -113,7 +123,8 @@ class BackendConfig(_Model):
     name: Literal["torch", "deepspeed"] = Field("torch", description="Training backend.")
     zero_stage: Literal[2, 3] = Field(2, description="DeepSpeed ZeRO stage (deepspeed only).")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0 ...")
-    threads: int = Field(2, ge=1, description="torch intra-op threads (CPU).")
+    threads: int = Field(1, ge=1, description="torch intra-op threads (CPU): 1 where the "
+                         "learner shares a small machine with rollout workers.")
 
 
 class ServicesConfig(_Model):
@@ -192,6 +203,11 @@ class RunConfig(_Model):
     @property
     def metrics_log(self) -> Path:
         return self.output_dir / "metrics.jsonl"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """TensorBoard event files of the run (`tensorboard --logdir <output_dir>`)."""
+        return self.output_dir / "tensorboard"
 
 
 def load_run_config(path: str | Path) -> RunConfig:

@@ -29,7 +29,7 @@ from paretopo.core.advantages import (
     nonzero_groups,
 )
 from paretopo.errors import Unavailable
-from paretopo.jobs import GroupResult, JobKind, RolloutJob
+from paretopo.jobs import GroupResult, JobKind, RolloutJob, SamplingParams, stable_seed
 from paretopo.streams import RolloutKeys
 from services.learner import checkpoint, scoring
 from services.learner.backends import (
@@ -114,7 +114,9 @@ class Learner:
         await self.queue.ensure_groups()
         self.state.policy_version = await publish_start(
             self.redis, self.keys, cfg, self.backend, self.state.policy_version if ckpt else None)
-        self.sink = MetricsSink(cfg.metrics_log, offset=self.state.metrics_offset if ckpt else 0)
+        self.sink = MetricsSink(cfg.metrics_log, offset=self.state.metrics_offset if ckpt else 0,
+                                tensorboard_dir=cfg.tensorboard_dir,
+                                resumed_step=self.state.step if ckpt else None)
         if cfg.services.metrics_port is not None:
             self.metrics_port = self.sink.serve(cfg.services.metrics_host,
                                                 cfg.services.metrics_port)
@@ -133,11 +135,21 @@ class Learner:
             await self.redis.aclose()
 
     # ---------------------------------------------------------------- queue
-    def _job(self, prompt: Prompt, kind: JobKind, job_id: str, n: int, sampling) -> RolloutJob:
+    def _job(self, prompt: Prompt, kind: JobKind, job_id: str, n: int,
+             sampling: SamplingParams) -> RolloutJob:
         return RolloutJob(job_id=job_id, run_id=self.config.run_id, kind=kind,
                           step=self.state.step, prompt_id=prompt.id, prompt=prompt.text,
                           tool_format=self.config.data.tool_format, n_samples=n,
-                          sampling=sampling, min_policy_version=self.state.policy_version)
+                          sampling=sampling, min_policy_version=self.state.policy_version,
+                          search_top_k=prompt.task.search_top_k)
+
+    def _eval_sampling(self, prompt: Prompt) -> SamplingParams:
+        """Validation sampling seeded by (prompt, policy version); the worker derives each
+        sample's seed from it and the sample index, so a checkpoint's validation repeats."""
+        s = self.config.eval.sampling
+        if s.seed is not None:
+            return s
+        return s.model_copy(update={"seed": stable_seed(prompt.id, self.state.policy_version)})
 
     def _train_sampling(self, seq: int):
         s = self.config.sampling
@@ -319,12 +331,14 @@ class Learner:
 
     # ---------------------------------------------------------------- validation
     async def validate(self) -> dict[str, float]:
-        """Greedy rollouts of the validation prompts with the current version, through the
-        same queue; y_t (mean of each objective) reported to the archive, which answers the
-        new weights, ρ and hypervolume."""
+        """`eval.samples` rollouts of each validation prompt with the current version, through
+        the same queue; y_t (mean of each objective over every sample, r_tool with n* over
+        every sample so far) reported to the archive, which answers the new weights, ρ and
+        hypervolume."""
         cfg = self.config
         jobs = [self._job(p, JobKind.EVAL, f"{cfg.run_id}-e{self.state.step}-{i}-{self.nonce}",
-                          1, cfg.eval.sampling) for i, p in enumerate(self.prompts.validation)]
+                          cfg.eval.samples, self._eval_sampling(p))
+                for i, p in enumerate(self.prompts.validation)]
         self.eval_buffer = {j.job_id: None for j in jobs}
         await self.queue.enqueue(jobs)
         while any(g is None for g in self.eval_buffer.values()):
@@ -333,14 +347,14 @@ class Learner:
             await self._read_some(sum(g is None for g in self.eval_buffer.values()))
         groups = list(self.eval_buffer.values())
         self.eval_buffer = {}
-        _, rewards = await self._score(groups)
+        acc, rewards = await self._score(groups)
         y = rewards.mean(dim=(0, 1)).tolist()
         record = await self._archive_call("ReportOutcome", self.archive.report_outcome(
             cfg.run_id, self.state.step, y))
         self.state.weights, self.state.rho = list(record.weights), record.rho
         self.state.hypervolume = record.hypervolume
         result = dict(zip(cfg.algorithm.objectives, y, strict=True))
-        result["tool_calls"] = float(scoring.tool_calls(groups).mean())
+        result |= scoring.outcome_summary(groups, acc, self.prompts)
         self.evaluations.append({"step": self.state.step, **result})
         return result
 

@@ -55,7 +55,8 @@ class MetricsSink:
     """Prometheus gauges (own registry, so several runs may live in one process), the JSONL
     log and the optional HTTP server."""
 
-    def __init__(self, log_path: Path, *, offset: int = 0) -> None:
+    def __init__(self, log_path: Path, *, offset: int = 0,
+                 tensorboard_dir: Path | None = None, resumed_step: int | None = None) -> None:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # A resumed run drops the records written after its checkpoint: each step once.
@@ -77,6 +78,13 @@ class MetricsSink:
         self.timing = Gauge("learner_step_phase_seconds", "Step time by phase", ["phase"],
                             registry=r)
         self._server: ThreadingHTTPServer | None = None
+        self._board = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A resumed run writes the steps after its checkpoint again: purge the old ones.
+            purge = None if resumed_step is None else resumed_step + 1
+            self._board = SummaryWriter(str(tensorboard_dir), flush_secs=10, purge_step=purge)
 
     def offset(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -98,6 +106,21 @@ class MetricsSink:
             self.weight.labels(objective=name).set(w)
         for phase, seconds in m.timings.items():
             self.timing.labels(phase=phase).set(seconds)
+        if self._board is not None:
+            self._write_board(m, values, objective_names)
+
+    def _write_board(self, m: StepMetrics, values: dict[str, float],
+                     objective_names: list[str]) -> None:
+        board = self._board
+        for name, value in values.items():
+            if name not in ("step", "policy_version"):
+                board.add_scalar(f"train/{name}", value, m.step)
+        for name, w in zip(objective_names, m.weights, strict=False):
+            board.add_scalar(f"weights/{name}", w, m.step)
+        for phase, seconds in m.timings.items():
+            board.add_scalar(f"time/{phase}", seconds, m.step)
+        for name, value in (m.eval_objectives or {}).items():
+            board.add_scalar(f"validation/{name}", value, m.step)
 
     def serve(self, host: str, port: int) -> int:
         """Serve `/metrics` and `/healthz` from a daemon thread; returns the bound port."""
@@ -125,6 +148,9 @@ class MetricsSink:
         return int(self._server.server_address[1])
 
     def close(self) -> None:
+        if self._board is not None:
+            self._board.close()
+            self._board = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -143,10 +169,10 @@ def console_line(m: StepMetrics) -> str:
     w = ",".join(f"{x:.2f}" for x in m.weights)
     ev = ""
     if m.eval_objectives:
-        short = {"accuracy": "EM", "tool_efficiency": "r_tool", "length_efficiency": "r_len",
-                 "tool_calls": "#Tool"}
-        ev = " | val " + " ".join(f"{short.get(k, k)}={v:.2f}"
-                                  for k, v in m.eval_objectives.items())
+        ev = " | val " + " ".join(f"{label}={m.eval_objectives[key]:.2f}" for key, label in (
+            ("em", "EM"), ("tool_calls", "#Tool"), ("needs_tool/tool_calls", "calls|needed"),
+            ("tool_efficiency", "r_tool"), ("length_efficiency", "r_len"))
+            if key in m.eval_objectives)
     return (f"step {m.step} S{m.stage} EM={m.em:.2f} #Tool={m.tool_calls:.2f} "
             f"r_tool={m.r_tool:.2f} loss={m.loss:+.3f} HV={m.hypervolume:.3f} w=[{w}] "
             f"rho={m.rho:.2f} drop={m.groups_dropped} {m.step_s:.1f}s{ev}")

@@ -79,3 +79,29 @@ def reward_matrix(
     if unknown:
         raise ValueError(f"unknown objectives {unknown}; known: {sorted(columns)}")
     return torch.stack([columns[o]() for o in objectives], dim=-1)
+
+
+def outcome_summary(groups: Sequence[GroupResult], acc: torch.Tensor,
+                    prompts: PromptSource) -> dict[str, float]:
+    """What a newcomer reads off a validation: EM and #Tool over every sample, per difficulty
+    (`em/<level>`, `tool_calls/<level>`), and on the items that need a tool
+    (`needs_tool/em`, `needs_tool/tool_calls`) where the task knows those."""
+    calls = tool_calls(groups)
+    out = {"em": float(acc.mean()), "tool_calls": float(calls.mean())}
+    rows: dict[str, list[int]] = {}
+    for b, group in enumerate(groups):
+        prompt = prompts.get(group.prompt_id)
+        if prompt is None:
+            continue
+        level = prompt.task.difficulty(prompt.item)
+        if level is not None:
+            rows.setdefault(level, []).append(b)
+        needed = prompt.task.min_calls(prompt.item)
+        if needed is not None and needed > 0:
+            rows.setdefault("needs_tool", []).append(b)
+    for name, index in sorted(rows.items()):
+        em_key, calls_key = ((f"{name}/em", f"{name}/tool_calls") if name == "needs_tool"
+                             else (f"em/{name}", f"tool_calls/{name}"))
+        out[em_key] = float(acc[index].mean())
+        out[calls_key] = float(calls[index].mean())
+    return out

@@ -8,6 +8,7 @@ most `timeout_s`; the trajectory goes on and the worker never hangs on a tool.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from dataclasses import dataclass
 
@@ -45,6 +46,15 @@ class ToolClients:
         self.search_top_k = search_top_k
         self._executor = ExecutorClient(executor_target) if executor_target else None
         self._search = SearchClient(search_target, timeout_s=timeout_s) if search_target else None
+
+    def with_search_top_k(self, top_k: int | None) -> ToolClients:
+        """The same clients (and channels) returning `top_k` passages per search; None or
+        the current value returns `self`."""
+        if top_k is None or top_k == self.search_top_k:
+            return self
+        view = copy.copy(self)
+        view.search_top_k = top_k
+        return view
 
     async def call(self, tool: ToolName, request: str) -> ToolResult:
         start = time.perf_counter()

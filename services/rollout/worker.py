@@ -167,8 +167,9 @@ class RolloutWorker:
         async def keep_alive() -> None:
             await self.queue.touch([delivery.entry_id])
 
+        tools = self.tools.with_search_top_k(job.search_top_k)
         async with self.policy.sampling(job, keep_alive) as engine:
-            trajectories = await AgentLoop(engine, self.tools, fmt).run(
+            trajectories = await AgentLoop(engine, tools, fmt).run(
                 job.prompt, job.n_samples, job.sampling)
         elapsed = time.perf_counter() - start
         self._observe(trajectories, elapsed)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from paretopo.config import LossConfig
-from paretopo.core.loss import dapo_policy_loss
+from paretopo.core.loss import dapo_policy_loss, kl_k3_sum
 from services.learner.batch import PolicyBatch, chunks, token_logprobs
 
 
@@ -52,7 +52,7 @@ class UpdateStats:
 
     loss: float
     clip_fraction: float
-    approx_kl: float
+    approx_kl: float  # KL(π_old ‖ π_new) over the batch, measured after the last step
     entropy: float
     grad_norm: float
     tokens: int
@@ -72,6 +72,21 @@ def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: i
     return out
 
 
+@torch.no_grad()
+def post_update_kl(backend: Backend, batch: PolicyBatch, old_logp: torch.Tensor,
+                   micro_batch_size: int) -> float:
+    """Token-mean k3 estimate of KL(π_old ‖ π_θ) over the batch's generated tokens."""
+    backend.train(False)
+    total, tokens = 0.0, int(batch.loss_mask.sum())
+    for part in chunks(len(batch), micro_batch_size):
+        sub = batch.rows(part).to(backend.device)
+        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids)
+        width = sub.loss_mask.shape[1]
+        total += kl_k3_sum(logp.float().cpu(), old_logp[part, :width], sub.loss_mask.cpu())
+    backend.train(True)
+    return total / max(tokens, 1)
+
+
 def policy_update(
     backend: Backend,
     batch: PolicyBatch,
@@ -87,7 +102,7 @@ def policy_update(
     mini-batch's generated tokens, so the result is the token-level mean over the whole
     mini-batch whatever the micro-batch size."""
     backend.train(True)
-    totals = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0}
+    totals = {"loss": 0.0, "clip": 0.0, "entropy": 0.0}
     grad_norms, tokens_seen = [], 0
     for mini in chunks(len(batch), -(-len(batch) // mini_batches)):
         mini_ids = torch.arange(len(batch))[mini]
@@ -109,13 +124,15 @@ def policy_update(
             backend.backward(value * (n_tok / mini_tokens))
             totals["loss"] += value.item() * n_tok
             totals["clip"] += stats.clip_fraction * n_tok
-            totals["kl"] += stats.approx_kl * n_tok
             totals["entropy"] += float(entropy[sub.loss_mask].sum())
             tokens_seen += n_tok
         grad_norms.append(backend.step())
     denom = max(tokens_seen, 1)
+    # The loss's own KL reads each mini-batch before its step (≈ 0 with one mini-batch), so
+    # the KL the update moved the policy by is measured with one more forward pass.
+    kl = post_update_kl(backend, batch, old_logp, micro_batch_size) if grad_norms else 0.0
     return UpdateStats(
         loss=totals["loss"] / denom, clip_fraction=totals["clip"] / denom,
-        approx_kl=totals["kl"] / denom, entropy=totals["entropy"] / denom,
+        approx_kl=kl, entropy=totals["entropy"] / denom,
         grad_norm=sum(grad_norms) / max(len(grad_norms), 1), tokens=tokens_seen,
         optimizer_steps=len(grad_norms))

@@ -19,7 +19,7 @@ from paretopo.app.evaluation import EvalSettings, evaluate_items, start_local_ex
 from paretopo.datasets import Record, TaskKind, shared_data_dir
 from paretopo.hf_policy import save_policy
 from paretopo.jobs import SamplingParams
-from paretopo.tasks import BenchmarkTask
+from paretopo.tasks import BenchmarkTask, get_task
 from paretopo.testbed.model import ModelConfig, build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 
@@ -106,13 +106,17 @@ def test_cli_on_math500_and_testbed_calc_with_the_tiny_policy(tiny_policy, tmp_p
     math500, calc = run["reports"]
     assert (math500["benchmark"], math500["template"]) == ("math500", "torl")
     assert (calc["benchmark"], calc["template"]) == ("testbed-calc", "testbed-calc")
-    for report, prefix in ((math500, "math500/"), (calc, "testbed-calc/")):
+    calc_ids = {i.id for i in get_task("calc").items("validation", 2)}  # the learner's ids
+    for report, is_own in ((math500, lambda i: i.startswith("math500/")),
+                           (calc, calc_ids.__contains__)):
         assert report["n_questions"] == 2 and report["samples_per_question"] == 2
         assert 0.0 <= report["em"] <= 1.0 and report["mean_tool_calls"] >= 0
         assert sum(report["finish_reasons"].values()) == 4
         for item in report["items"]:
-            assert item["id"].startswith(prefix) and len(item["answers"]) == 2
+            assert is_own(item["id"]) and len(item["answers"]) == 2
             assert len(item["correct"]) == len(item["tool_calls"]) == 2
+    assert set(calc["by_difficulty"]) <= {"easy", "hard", "multistep"}
+    assert math500["by_difficulty"] == {} and math500["needs_tool"] is None
     assert (out / "executor.log").exists()
 
 

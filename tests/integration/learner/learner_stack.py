@@ -75,7 +75,7 @@ class Stack:
             "output_dir": str(tmp / "out"),
             "data": {"task": "calc", "train_items": 64},
             "group_size": 4, "prompts_per_step": 2, "stage1_steps": 1, "max_staleness": 0,
-            "eval": {"every": 2, "prompts": 4, "at_start": False,
+            "eval": {"every": 2, "prompts": 4, "samples": 1, "at_start": False,
                      "sampling": {"temperature": 0.0, "max_new_tokens": 32,
                                   "max_completion_tokens": 64, "max_tool_calls": 2}},
             "budget": {"max_steps": 2}, "checkpoint_every": 1,

@@ -55,6 +55,45 @@ def test_algorithm_runs_end_to_end(stack, tiny_policy, tmp_path, algorithm: str)
     assert summary.evaluations[0]["step"] == 0 and summary.evaluations[1]["step"] == 2
 
 
+def test_validation_samples_the_policy_reproducibly_and_metrics_reach_tensorboard(
+        stack, tiny_policy, tmp_path) -> None:
+    """k sampled completions per prompt, seeded per (prompt, sample, version): validating
+    one policy version twice gives the same numbers, whatever shares the workers' batches;
+    the summary has per-difficulty and tool-needing numbers; TensorBoard gets the metrics."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from services.learner.loop import Learner
+
+    config = RunConfig.model_validate(stack.run_config(
+        tmp_path, tiny_policy, run_id="val-sampled", budget={"max_steps": 1},
+        eval={"every": 1, "prompts": 6, "samples": 3, "at_start": False,
+              "sampling": {"temperature": 1.0, "max_new_tokens": 32,
+                           "max_completion_tokens": 64, "max_tool_calls": 2}}))
+
+    async def run() -> tuple[dict, dict]:
+        learner = Learner(config)
+        try:
+            await learner.open()
+            first = await learner.validate()
+            learner.state.step += 1  # the archive takes one report per step; same version
+            again = await learner.validate()
+            return ({k: v for k, v in first.items() if k != "step"},
+                    {k: v for k, v in again.items() if k != "step"})
+        finally:
+            await learner.close()
+
+    first, again = asyncio.run(run())
+    assert first == again
+    assert {"em", "tool_calls", "needs_tool/em", "needs_tool/tool_calls"} <= set(first)
+    assert any(k.startswith("em/") for k in first)
+    summary = asyncio.run(train(config))
+    assert summary.steps == 1
+    board = EventAccumulator(str(config.tensorboard_dir))
+    board.Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"train/em", "train/approx_kl", "validation/em", "weights/accuracy"} <= tags
+
+
 def test_unknown_results_and_other_runs_do_not_mix(stack, tiny_policy, tmp_path) -> None:
     """Two runs on one Redis and one worker: each learner trains only on its own groups."""
     configs = [RunConfig.model_validate(stack.run_config(

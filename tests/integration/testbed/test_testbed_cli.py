@@ -40,14 +40,19 @@ def test_sft_then_eval_with_real_tools(tmp_path):
     assert "after 6 steps" in out
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
 
-    report = _json_tail(
-        _run(
-            ["testbed", "eval", str(ckpt), "--task", "kbqa", "--n", "6", "--temperature", "1.0"],
-            tmp_path,
-        )
-    )
-    assert report["n"] == 6
+    def evaluate(name: str) -> dict:
+        return _json_tail(_run(["testbed", "eval", str(ckpt), "--task", "kbqa", "--n", "6",
+                                "--samples", "3", "--out", str(tmp_path / name)], tmp_path))
+
+    report = evaluate("first")
+    assert (report["n"], report["samples"], report["temperature"]) == (6, 3, 1.0)
     assert 0.0 <= report["em"] <= 1.0 and 0.0 <= report["mean_calls"] <= 4.0
+    assert set(report["by_difficulty"]) <= {"known", "one_hop", "two_hop_partial", "two_hop"}
+    assert report["needs_tool"]["n"] == sum(
+        1 for i in json.loads((tmp_path / "first" / "report.json").read_text())["items"]
+        if i["min_calls"])
+    # sampled, seeded per (question, sample): the same checkpoint evaluates the same twice
+    assert evaluate("second") == report
     ideal = _json_tail(_run(["testbed", "ideal", "--task", "kbqa", "--n", "6"], tmp_path))
     assert report["ideal"]["mean_calls"] == pytest.approx(ideal["mean_calls"])
     assert report["distance"]["em_gap"] == pytest.approx(1.0 - report["em"])

@@ -74,3 +74,12 @@ def test_three_objectives_accepted() -> None:
         "objectives": ["accuracy", "tool_efficiency", "length_efficiency"],
         "stage1": {"initial_weights": [0.5, 0.3, 0.2], "reference_point": [0, 0, 0]}}})
     assert config.algorithm.num_objectives == 3
+
+
+def test_greedy_validation_is_one_sample() -> None:
+    from services.learner.config import EvalConfig
+
+    assert EvalConfig().samples >= 8 and EvalConfig().sampling.temperature == 1.0
+    assert EvalConfig(samples=1, sampling={"temperature": 0.0}).samples == 1
+    with pytest.raises(ValueError, match="greedy samples are all the same"):
+        EvalConfig(samples=8, sampling={"temperature": 0.0})

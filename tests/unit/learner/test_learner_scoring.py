@@ -75,3 +75,23 @@ def test_data_order_is_a_function_of_seed_and_position(prompts: PromptSource) ->
     assert sorted(first_epoch) == sorted(p.id for p in prompts.train)  # an epoch is a pass
     assert [prompts.at(40 + i).id for i in range(40)] != first_epoch  # reshuffled
     assert not {p.id for p in prompts.validation} & set(first_epoch)  # held out
+
+
+def test_outcome_summary_by_difficulty_and_on_tool_needing_items(prompts: PromptSource) -> None:
+    easy = next(p for p in prompts.train if p.item.min_calls == 0)
+    hard = next(p for p in prompts.train if p.item.min_calls == 1)
+    groups = [_group(easy.id, [_traj(0, easy.item.answer, 0, 3), _traj(1, "x", 2, 3)]),
+              _group(hard.id, [_traj(0, hard.item.answer, 1, 3), _traj(1, hard.item.answer, 3, 3)])]
+    acc = scoring.accuracy(groups, prompts)
+    out = scoring.outcome_summary(groups, acc, prompts)
+    assert out["em"] == pytest.approx(0.75) and out["tool_calls"] == pytest.approx(1.5)
+    assert out[f"em/{easy.item.difficulty}"] == pytest.approx(0.5)
+    assert out[f"tool_calls/{easy.item.difficulty}"] == pytest.approx(1.0)
+    assert out["needs_tool/em"] == pytest.approx(1.0)
+    assert out["needs_tool/tool_calls"] == pytest.approx(2.0)
+
+
+def test_prompts_carry_their_task_and_its_search_depth() -> None:
+    source = PromptSource("kbqa", train_items=4, eval_items=2, seed=0)
+    assert source.train[0].task.search_top_k == 1  # what the warm start learned to read
+    assert source.validation[0].task is source.task

@@ -100,6 +100,22 @@ def test_loss_decreases_on_a_fixed_batch(tiny_policy) -> None:
     assert stats[-1].approx_kl > 0 and stats[0].entropy > 0
 
 
+def test_approx_kl_is_the_kl_the_update_moved_the_policy_by(tiny_policy) -> None:
+    """One mini-batch: the loss's own KL reads π_θ = π_old before the step (0); the reported
+    KL is measured after it and equals an independent recomputation."""
+    torch.manual_seed(0)
+    backend = _backend(tiny_policy, lr=3e-3)
+    batch = collate(_trajectories(8), 0)
+    old = recompute_logprobs(backend, batch, 8)
+    stats = policy_update(backend, batch, old, torch.tensor([1.0, -1.0] * 4), LossConfig(),
+                          mini_batches=1, micro_batch_size=3)
+    new = recompute_logprobs(backend, batch, 8)
+    log_ratio = (new - old)[batch.loss_mask]
+    expected = float((torch.expm1(log_ratio) - log_ratio).mean())
+    assert expected > 1e-6
+    assert stats.approx_kl == pytest.approx(expected, rel=1e-4, abs=1e-8)
+
+
 def test_clipping_is_reported_after_the_first_mini_batch(tiny_policy) -> None:
     backend = _backend(tiny_policy, lr=5e-2)
     batch = collate(_trajectories(8), 0)

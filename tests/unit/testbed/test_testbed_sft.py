@@ -34,7 +34,18 @@ def test_shipped_configs_parse():
     for path in CONFIGS:
         cfg = load_sft_config(path)
         assert path.stem.endswith(str(cfg.task))
-        assert cfg.optim.max_minutes <= 5  # the CPU budget
+        # a step budget, not a clock: the same warm start whatever the machine's load
+        assert cfg.optim.max_minutes is None and cfg.threads == 1
+        assert cfg.optim.max_steps <= 2500  # about 4.5 minutes on the 2-core machine
+
+
+def test_learning_rate_depends_on_the_step_alone():
+    from paretopo.testbed.sft import _lr_at
+
+    cfg = SftConfig(optim={"lr": 1e-3, "max_steps": 100, "warmup_steps": 10})
+    assert _lr_at(0, cfg) == pytest.approx(1e-4)
+    assert _lr_at(10, cfg) == pytest.approx(1e-3)
+    assert _lr_at(100, cfg) == pytest.approx(1e-4)  # decayed to 10 % at max_steps
 
 
 def test_unknown_config_keys_are_rejected(tmp_path):
