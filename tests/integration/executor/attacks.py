@@ -4,6 +4,10 @@ Each snippet prints ``LEAK`` (with details) if its attack worked; the test asser
 never appears, that the call came back as a result (never an RPC error), and, where given,
 that the result carries the expected error kind. ``{canary}``, ``{secret}``, ``{repo}`` and
 ``{port}`` are filled in by the test.
+
+An attack marked `every_worker` runs once on each warm worker in a row (the pool hands idle
+workers out least recently used first), so that a "plant" is followed by a "hunt" on the
+same worker, whichever worker the plant landed on.
 """
 
 from __future__ import annotations
@@ -23,6 +27,34 @@ class Attack:
     limits: dict = field(default_factory=dict)
     memory_exceeded: bool = False
     truncated: bool = False
+    every_worker: bool = False
+    #: Only where the executor limits a call's memory as a whole (a memory cgroup).
+    needs_whole_call_memory: bool = False
+
+
+# Reads PID 1's (the zygote's) nice value, policy, CPU set and file-size limit, and our own
+# starting nice value and policy (inherited from PID 1 by the fork, so they must equal its
+# own): what a previous call may have tried to change.
+WORKER_STATE = (
+    "import os, resource\n"
+    "def worker_state():\n"
+    "    stat = open('/proc/1/stat').read().rsplit(')', 1)[1].split()\n"
+    "    limits = [l for l in open('/proc/1/limits') if l.startswith('Max file size')]\n"
+    "    cpus = [l for l in open('/proc/1/status') if l.startswith('Cpus_allowed_list')]\n"
+    "    return (stat[16], stat[38], limits, cpus, os.getpriority(os.PRIO_PROCESS, 0),\n"
+    "            os.sched_getscheduler(0))\n")
+
+IPC_LIB = (
+    "import ctypes, ctypes.util, os\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "try:\n    mq_open = libc.mq_open\n"
+    "except AttributeError:\n"
+    "    mq_open = ctypes.CDLL(ctypes.util.find_library('rt'), use_errno=True).mq_open\n"
+    "libc.shmat.restype = ctypes.c_void_p\n"
+    "KEY, IPC_CREAT, QUEUE = 0x5EC2E7, 0o1000, b'/paretopo-planted'\n"
+    "def objects():\n"
+    "    return [line for kind in ('shm', 'msg', 'sem')\n"
+    "            for line in open(f'/proc/sysvipc/{{kind}}').read().splitlines()[1:]]\n")
 
 
 ATTACKS = [
@@ -92,13 +124,92 @@ ATTACKS = [
         "               lambda: os.killpg(os.getpgid(os.getppid()), 9),\n"
         "               lambda: os.kill(-1, 9), lambda: os.killpg(0, 9)]:\n"
         "    try:\n        target()\n    except OSError:\n        pass")),
+    Attack("worker_poisoning", WORKER_STATE + (
+        "before = worker_state()\n"
+        "if (before[4], before[5]) != (int(before[0]), int(before[1])):\n"
+        "    print('LEAK this call starts changed', before)\n"
+        "tries = [lambda: resource.prlimit(1, resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)),\n"
+        "         lambda: resource.prlimit(1, resource.RLIMIT_NPROC, (1, 1)),\n"
+        "         lambda: os.setpriority(os.PRIO_PROCESS, 1, 19),\n"
+        "         lambda: os.setpriority(os.PRIO_PGRP, 0, 19),\n"
+        "         lambda: os.setpriority(os.PRIO_USER, 0, 19),\n"
+        "         lambda: os.setpriority(os.PRIO_USER, os.getuid(), 19),\n"
+        "         lambda: os.sched_setscheduler(1, os.SCHED_IDLE, os.sched_param(0)),\n"
+        "         lambda: os.sched_setaffinity(1, {{min(os.sched_getaffinity(0))}})]\n"
+        "for attempt in tries:\n"
+        "    try:\n        attempt()\n    except OSError:\n        pass\n"
+        "after = worker_state()\n"
+        "if after[:4] != before[:4]:\n    print('LEAK worker changed', before, after)\n"
+        "os.nice(5)\n"  # our own nice value is ours to change: it must not outlive the call
+        "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))"),
+        every_worker=True),
+    Attack("worker_unchanged", WORKER_STATE + (
+        "state = worker_state()\n"
+        "if (state[4], state[5]) != (int(state[0]), int(state[1])):\n"
+        "    print('LEAK this call starts changed', state)\n"
+        "if resource.getrlimit(resource.RLIMIT_FSIZE)[0] < 16 << 20:\n"
+        "    print('LEAK file size limit lowered')\n"
+        "print('ok')"), {ErrorKind.NONE}, every_worker=True),
+    Attack("plant_ipc", IPC_LIB + (
+        "shm = libc.shmget(KEY, 64 << 20, IPC_CREAT | 0o600)\n"
+        "if shm >= 0:\n"
+        "    addr = libc.shmat(shm, None, 0)\n"
+        "    ctypes.memset(addr, 1, 64 << 20)\n"  # 64 MiB held outside every process
+        "    ctypes.memmove(addr, b'planted-shm', 11)\n"
+        "    libc.shmdt(ctypes.c_void_p(addr))\n"
+        "msg = libc.msgget(KEY, IPC_CREAT | 0o600)\n"
+        "if msg >= 0:\n"
+        "    buf = ctypes.create_string_buffer(b'\\x01\\0\\0\\0\\0\\0\\0\\0planted-msg')\n"
+        "    libc.msgsnd(msg, buf, 11, 0)\n"
+        "libc.semget(KEY, 1, IPC_CREAT | 0o600)\n"
+        "mq_open(QUEUE, os.O_CREAT | os.O_RDWR, 0o600, None)\n"
+        "print('planted', len(objects()))"), every_worker=True),
+    Attack("hunt_ipc", IPC_LIB + (
+        "if objects():\n    print('LEAK System V IPC left by an earlier call', objects())\n"
+        "for get in (libc.shmget, libc.msgget):\n"
+        "    if get(KEY, 0, 0) >= 0:\n        print('LEAK found', get.__name__)\n"
+        "if libc.semget(KEY, 0, 0) >= 0:\n    print('LEAK found semaphore')\n"
+        "if mq_open(QUEUE, os.O_RDONLY) >= 0:\n    print('LEAK message queue survived')\n"
+        "print('hunted')"), {ErrorKind.NONE}, every_worker=True),
+    Attack("memory_split_over_processes", (
+        # 4 processes of 300 MiB each, every one under the 512 MiB limit on its own.
+        # Counted: the children that have their 300 MiB and are still alive (so holding
+        # it) once every child has either said so or died.
+        "import os, time\n"
+        "size, children = 300 << 20, {{}}\n"
+        "for _ in range(4):\n"
+        "    r, w = os.pipe()\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.close(r)\n"
+        "        block = bytearray(size)\n"
+        "        block[::4096] = b'\\1' * len(range(0, size, 4096))\n"
+        "        os.write(w, b'ok')\n"
+        "        time.sleep(4)\n"
+        "        os._exit(0)\n"
+        "    os.close(w)\n"
+        "    children[pid] = r\n"
+        "said = [pid for pid, r in children.items() if os.read(r, 2) == b'ok']\n"
+        "held = [pid for pid in said if os.waitpid(pid, os.WNOHANG) == (0, 0)]\n"
+        "if len(held) * 300 > 512:\n"
+        "    print('LEAK', len(held) * 300, 'MiB held at once under a 512 MiB limit')"),
+        {ErrorKind.MEMORY_LIMIT}, {"memory_mb": 512, "wall_s": 10}, memory_exceeded=True,
+        needs_whole_call_memory=True),
+    Attack("deep_directory_tree", (
+        "import os\n"
+        "for _ in range(4000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+        "open('leaf', 'w').write('x')\n"
+        "os.chmod('.', 0)\n"
+        "print('deep')"), {ErrorKind.NONE}),
+    Attack("stderr_flood", "import sys\nwhile True:\n    sys.stderr.write('x' * 65536)",
+           {ErrorKind.OUTPUT_LIMIT}),
     Attack("plant_files_and_daemon", (
         "import os, time\n"
         "open('/tmp/planted', 'w').write('x')\nopen('planted_cwd', 'w').write('x')\n"
         "os.makedirs('/dev/shm/planted', exist_ok=True)\n"
         "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
         "        while True:\n            time.sleep(0.01)\n    os._exit(0)\n"
-        "print('planted')")),
+        "print('planted')"), every_worker=True),
     Attack("hunt_files_and_daemon", (
         "import os\n"
         "found = [p for p in ['/tmp/planted', '/dev/shm/planted'] if os.path.exists(p)]\n"
@@ -108,7 +219,8 @@ ATTACKS = [
         "if found or others:\n    print('LEAK left over', found, others)\n"
         "for d in ['/tmp', '/dev/shm']:\n"
         "    for name in os.listdir(d):\n"
-        "        if name != 'run':\n            print('LEAK deletable', d, name)")),
+        "        if name != 'run':\n            print('LEAK deletable', d, name)"),
+        every_worker=True),
     Attack("sleep_past_limit", "import time\ntime.sleep(100)", {ErrorKind.TIMEOUT},
            {"wall_s": 1}),
     Attack("signal_handler_tricks", (

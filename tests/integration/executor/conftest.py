@@ -19,6 +19,9 @@ from paretopo.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "paretopo-secret-7f3a9c"
+#: Workers of the module-wide executor: three, so that a batch still runs two at a time
+#: with the one worker the pool reserves for other clients.
+WORKERS = 3
 
 
 @dataclass
@@ -55,7 +58,7 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def start_executor(tmp: Path, *extra: str, workers: int = 2) -> LiveExecutor:
+def start_executor(tmp: Path, *extra: str, workers: int = WORKERS) -> LiveExecutor:
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "PARETOPO_TEST_SECRET": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}
     log_path = tmp / "executor.log"

@@ -1,14 +1,19 @@
 """The hostile-code suite, twice in a row, against ONE live executor in another process.
 
-Afterwards the same server must still answer `print(1+1)` within a generous multiple of its
-pre-attack latency, with the same PID, and nothing may have leaked to the host.
+Every attack runs in round 1 and again in round 2 against the same warm pool (a state that
+one call leaves to the next, or a worker one call changes, shows up in the later calls);
+attacks marked `every_worker` run on each worker. Afterwards the same server must still
+answer `print(1+1)` within a generous multiple of its pre-attack latency, with the same PID,
+having replaced no worker, and nothing may have leaked to the host.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import statistics
 import time
+import urllib.request
 import uuid
 
 import grpc
@@ -19,7 +24,7 @@ from paretopo.v1 import executor_pb2_grpc as pb_grpc
 from services.tools.executor.grpc import error_kind_from_proto
 from services.tools.executor.service import ErrorKind
 from tests.integration.executor.attacks import ATTACKS, Attack
-from tests.integration.executor.conftest import REPO, SECRET
+from tests.integration.executor.conftest import REPO, SECRET, WORKERS
 
 pytestmark = pytest.mark.slow
 
@@ -63,10 +68,21 @@ def latencies(stub, n: int = 20) -> list[float]:
     return out
 
 
+def metric(live_executor, name: str) -> float:
+    text = urllib.request.urlopen(live_executor.metrics_url, timeout=10).read().decode()
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
+def whole_call_memory(stub) -> bool:
+    d = stub.Describe(pb.ExecutorDescribeRequest(), timeout=10)
+    return any(g.startswith("memory: cgroup") for g in d.guarantees)
+
+
 def test_baseline(stub, live_executor):
     latencies(stub, 5)  # warm the channel
     STATE["baseline_s"] = statistics.median(latencies(stub))
     STATE["pid"] = live_executor.proc.pid
+    STATE["respawns"] = metric(live_executor, "executor_worker_respawns")
 
 
 @pytest.mark.parametrize("round_,attack", ROUNDS,
@@ -75,7 +91,13 @@ def test_attack(stub, live_executor, host_traps, round_: int, attack: Attack):
     code = attack.code.format(canary=host_traps["canary"], secret=SECRET, repo=REPO,
                               port=live_executor.target.rsplit(":", 1)[1],
                               abstract=host_traps["abstract"])
-    reply = run(stub, code, attack.limits)
+    if attack.needs_whole_call_memory and not whole_call_memory(stub):
+        pytest.skip("no memory cgroup here: the executor limits memory per process only")
+    for _ in range(WORKERS if attack.every_worker else 1):
+        check(stub, live_executor, host_traps, attack, run(stub, code, attack.limits))
+
+
+def check(stub, live_executor, host_traps, attack: Attack, reply: pb.ExecuteResult) -> None:
     kind = error_kind_from_proto(reply.error_kind)
     assert "LEAK" not in reply.stdout, reply.stdout[:2000]
     if attack.expect is not None:
@@ -96,4 +118,7 @@ def test_still_serving_after_two_rounds(stub, live_executor):
     baseline = STATE["baseline_s"]
     assert after < 5 * baseline + 0.05, f"median {after * 1e3:.1f} ms vs {baseline * 1e3:.1f}"
     assert live_executor.proc.poll() is None and live_executor.proc.pid == STATE["pid"]
+    # No attack broke a worker so that it had to be replaced (set-up failures included).
+    assert metric(live_executor, "executor_worker_respawns") == STATE["respawns"]
+    assert metric(live_executor, "executor_worker_setup_failures") == 0
     assert SECRET not in run(stub, "import os; print(dict(os.environ))").stdout

@@ -1,18 +1,30 @@
 """Executor pieces without a network: classification, validation, sandbox command lines,
-the seccomp filter, and the warm pool under the degraded `rlimits` mechanism."""
+the seccomp filter (what it refuses and what it still allows), the per-call cleanup of deep
+trees, uid leases, memory cgroups, and the warm pool under the degraded `rlimits` mechanism
+(set-up failures replace the worker)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import signal
+import sys
 
 import pytest
 
 from paretopo.errors import InvalidArgument
-from services.tools.executor.pool import WorkerPool
-from services.tools.executor.sandbox import Mechanism, SandboxPlan, bwrap_argv, make_plan
+from services.tools.executor.cgroups import CgroupRoot
+from services.tools.executor.pool import WorkerPool, WorkerSetupFailed
+from services.tools.executor.sandbox import (
+    ZYGOTE_SOURCE,
+    Mechanism,
+    SandboxPlan,
+    bwrap_argv,
+    lease_uids,
+    make_plan,
+)
 from services.tools.executor.seccomp import build_filter
 from services.tools.executor.service import ErrorKind, ExecutorService, Limits, classify
 
@@ -174,3 +186,168 @@ def test_bwrap_sees_site_packages_that_live_under_tmp(tmp_path):
             await pool.close()
 
     assert asyncio.run(go()) == "42 ['run'] []\n"
+
+
+def test_limits_must_be_finite():
+    service = ExecutorService(WorkerPool(_plan(), 1), defaults=Limits(), maxima=Limits())
+    for name in ("wall_s", "cpu_s"):
+        for value in (math.nan, math.inf, -math.inf):
+            with pytest.raises(InvalidArgument, match="finite"):
+                service.validate("print(1)", {name: value})
+
+
+def _zygote_namespace() -> dict:
+    """zygote.py's functions, loaded as the sandbox loads the file (it is not a module)."""
+    namespace: dict = {"__name__": "zygote_under_test"}
+    exec(compile(ZYGOTE_SOURCE, "zygote.py", "exec"), namespace)
+    return namespace
+
+
+def test_wipe_survives_a_4000_deep_tree_with_locked_directories(tmp_path):
+    """The per-call cleanup neither recurses nor builds long paths: a 4000-deep tree (far
+    past the recursion limit and PATH_MAX) with chmod-000 directories is emptied."""
+    wipe = _zygote_namespace()["wipe"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for depth in range(4000):
+            os.mkdir("d", dir_fd=fd)
+            if depth % 1000 == 999:
+                os.chmod("d", 0, dir_fd=fd)
+                os.chmod("d", 0o700, dir_fd=fd)  # re-opened below, then locked again
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("leaf", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+        os.symlink("/etc", "link", dir_fd=fd)
+        os.chmod(".", 0, dir_fd=fd)  # the bottom directory: neither listable nor writable
+    finally:
+        os.close(fd)
+    for i in range(50):
+        (scratch / f"f{i}").write_text("x")
+    wipe(str(scratch))
+    assert os.listdir(scratch) == []
+
+
+def test_uid_leases_of_two_executors_are_disjoint(tmp_path):
+    first = lease_uids(200000, 3, lock_dir=str(tmp_path))
+    second = lease_uids(200000, 3, lock_dir=str(tmp_path))  # same base: another executor
+    try:
+        assert len(set(first.uids)) == len(set(second.uids)) == 3
+        assert not set(first.uids) & set(second.uids)
+    finally:
+        first.release()
+    third = lease_uids(200000, 3, lock_dir=str(tmp_path))  # released uids are free again
+    try:
+        assert third.uids == first.uids
+    finally:
+        second.release()
+        third.release()
+
+
+def _run_filtered(code: str) -> str:
+    """Run `code` in a forked child of this process under the executor's seccomp filter;
+    what it printed."""
+    bpf = build_filter()
+    if bpf is None:
+        pytest.skip("libseccomp is not installed here")
+    install = _zygote_namespace()["install_seccomp"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            sys.stdout = open(write, "w")  # noqa: SIM115 - this child ends below
+            install(bpf)
+            exec(code, {"PARENT": os.getppid()})
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_seccomp_keeps_a_call_from_changing_other_processes():
+    """prlimit/setpriority/sched_setscheduler/sched_setaffinity on another process (the
+    zygote, for a snippet) are refused; the same calls on the caller itself still work."""
+    out = _run_filtered(
+        "import os, resource\n"
+        "def attempt(name, call):\n"
+        "    try:\n        call()\n        print(name, 'allowed')\n"
+        "    except OSError:\n        print(name, 'refused')\n"
+        "attempt('prlimit_other', lambda: resource.prlimit(PARENT, resource.RLIMIT_FSIZE,\n"
+        "        resource.getrlimit(resource.RLIMIT_FSIZE)))\n"
+        "attempt('nice_other', lambda: os.setpriority(os.PRIO_PROCESS, PARENT, 19))\n"
+        "attempt('nice_user', lambda: os.setpriority(os.PRIO_USER, 0, 19))\n"
+        "attempt('nice_group', lambda: os.setpriority(os.PRIO_PGRP, 0, 19))\n"
+        "attempt('sched_other', lambda: os.sched_setscheduler(PARENT, os.SCHED_IDLE,\n"
+        "        os.sched_param(0)))\n"
+        "attempt('affinity_other', lambda: os.sched_setaffinity(PARENT, {0}))\n"
+        "attempt('setrlimit_self', lambda: resource.setrlimit(resource.RLIMIT_FSIZE,\n"
+        "        (1 << 20, 1 << 20)))\n"
+        "attempt('nice_self', lambda: os.nice(1))\n"
+        "attempt('sched_self', lambda: os.sched_setscheduler(0, os.SCHED_IDLE,\n"
+        "        os.sched_param(0)))\n")
+    result = dict(line.split() for line in out.splitlines())
+    assert result == {"prlimit_other": "refused", "nice_other": "refused",
+                      "nice_user": "refused", "nice_group": "refused",
+                      "sched_other": "refused", "affinity_other": "refused",
+                      "setrlimit_self": "allowed", "nice_self": "allowed",
+                      "sched_self": "allowed"}
+
+
+def test_seccomp_refuses_system_v_ipc_and_message_queues():
+    out = _run_filtered(
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.shmget(0, 4096, 0o1000 | 0o600), libc.msgget(0, 0o1000 | 0o600),\n"
+        "      libc.semget(0, 1, 0o1000 | 0o600))\n")
+    assert out.split() == ["-1", "-1", "-1"]
+
+
+@pytest.mark.slow
+def test_worker_whose_call_setup_fails_is_replaced_and_counted():
+    """A call whose sandbox set-up fails in the worker (here: an open-files limit above what
+    the kernel allows) ends the worker: it is replaced and counted, never kept serving."""
+    async def go() -> tuple[str, int, int, str]:
+        pool = WorkerPool(make_plan(mechanism="rlimits"), 1, memory="rlimit")
+        await pool.start()
+        try:
+            first_pid = pool._workers[0].proc.pid
+            with pytest.raises(WorkerSetupFailed, match="set up"):
+                await pool.run({**REQ, "code": "print(1)", "max_open_files": 1 << 40}, 3.0)
+            reply = await asyncio.wait_for(pool.run({**REQ, "code": "print(2)"}, 3.0), 30)
+            assert pool._workers[0].proc.pid != first_pid
+            return reply["stdout"], pool.respawned, pool.setup_failures, reply["exception"]
+        finally:
+            await pool.close()
+
+    assert asyncio.run(go()) == ("2\n", 1, 1, None)
+
+
+@pytest.mark.slow
+def test_memory_mode_is_stated_and_cgroups_are_removed():
+    """`probe` picks a memory mode that works (or the fallback, with its reason); a pool
+    removes the cgroups it made when it closes."""
+    async def go() -> tuple[CgroupRoot, list[str]]:
+        pool = WorkerPool(make_plan(mechanism="rlimits"), 1)
+        await pool.start()
+        try:
+            made = [w.cgroup.path for w in pool._workers.values() if w.cgroup]
+            reply = await pool.run({**REQ, "code": "print(1)"}, 3.0)
+            assert reply["stdout"] == "1\n" and reply["oom_killed"] is False
+        finally:
+            await pool.close()
+        return pool.cgroups, made
+
+    root, made = asyncio.run(go())
+    assert root.describe().startswith("memory: ")
+    if root.whole_call:
+        assert made and not any(os.path.exists(p) for p in made)
+        assert not os.path.exists(root.path)
+    else:
+        assert root.reason and "FALLBACK" in root.describe() and not made
