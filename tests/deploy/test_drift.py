@@ -16,6 +16,7 @@ import pytest
 from deploy_util import (
     ROOT,
     by_kind,
+    container,
     env_of,
     load_compose,
     render_file,
@@ -31,7 +32,11 @@ SERVICES = {
     "rollout": ("services.rollout", "PARETOPO_ROLLOUT_", "services.rollout"),
     "learner": ("services.learner", "PARETOPO_LEARNER_", "services.learner"),
 }
-COMPOSE_NAMES = {"rollout": ("rollout", "rollout-cpu"), "learner": ("learner", "learner-cpu")}
+COMPOSE_NAMES = {
+    "rollout": ("rollout", "rollout-gpu0", "rollout-gpu1", "rollout-gpu2", "rollout-gpu3",
+                "rollout-cpu"),
+    "learner": ("learner", "learner-gpu4-7", "learner-cpu"),
+}
 
 
 def settings_fields(package: str, prefix: str) -> set[str] | None:
@@ -60,8 +65,8 @@ def deployed_env(service: str) -> dict[str, str]:
         for key in compose[name].get("environment", {}):
             found[key] = f"compose {name}"
     for values_name in ("values.yaml", "values-large.yaml"):
-        pod = workloads(render_file(values_name))[service]["spec"]["template"]["spec"]
-        for key in env_of(pod["containers"][0]):
+        workload = workloads(render_file(values_name))[service]
+        for key in env_of(container(workload)):
             found[key] = f"chart {values_name}"
     return {k: v for k, v in found.items() if k.startswith(prefix)}
 
@@ -85,9 +90,14 @@ def test_commands_name_real_modules(service: str) -> None:
     assert spec is not None, f"python -m {module}: no such module"
     compose = load_compose()["services"]
     commands = [compose[n].get("command") for n in COMPOSE_NAMES.get(service, (service,))]
+    for values_name in ("values.yaml", "values-large.yaml"):
+        commands.append(container(workloads(render_file(values_name))[service])["command"])
     for command in commands:
-        if command is not None:
-            assert command[:3] == ["python", "-m", module]
+        if command is None:
+            continue
+        if command[0] == "torchrun":  # the learner: `torchrun [flags] -m services.learner ...`
+            command = ["python", *command[command.index("-m"):]]
+        assert command[:3] == ["python", "-m", module], command
 
 
 def test_ports_agree_in_compose() -> None:
@@ -114,16 +124,16 @@ def test_ports_agree_in_the_chart() -> None:
     objects = render_file("values.yaml")
     found = workloads(objects)
     services = by_kind(objects, "Service")
-    rollout = env_of(found["rollout"]["spec"]["template"]["spec"]["containers"][0])
-    learner = env_of(found["learner"]["spec"]["template"]["spec"]["containers"][0])
+    rollout = env_of(container(found["rollout"]))
+    learner = env_of(container(found["learner"]))
     for target in (rollout["PARETOPO_ROLLOUT_EXECUTOR"], rollout["PARETOPO_ROLLOUT_SEARCH"],
                    learner["PARETOPO_LEARNER_ARCHIVE"]):
         host, port = target.rsplit(":", 1)
         assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]], target
     for name, workload in found.items():
-        container = workload["spec"]["template"]["spec"]["containers"][0]
-        env = env_of(container)
-        declared = {p["containerPort"] for p in container["ports"]}
+        main = container(workload)
+        env = env_of(main)
+        declared = {p["containerPort"] for p in main["ports"]}
         for key, value in env.items():
             if re.search(r"_(GRPC_|HTTP_|METRICS_)?PORT$", key):
                 assert int(value) in declared, (name, key)
@@ -181,8 +191,8 @@ def test_archive_accepts_the_deployed_configuration(monkeypatch: pytest.MonkeyPa
 
 def test_chart_learner_gets_the_archive_token_from_the_secret() -> None:
     found = workloads(render_file("values.yaml"))
-    learner = env_of(found["learner"]["spec"]["template"]["spec"]["containers"][0])
-    archive = env_of(found["archive"]["spec"]["template"]["spec"]["containers"][0])
+    learner = env_of(container(found["learner"]))
+    archive = env_of(container(found["archive"]))
     token = learner["PARETOPO_LEARNER_ARCHIVE_TOKEN"]
     assert isinstance(token, dict) and "secretKeyRef" in token  # never a literal value
     assert token == archive["PARETOPO_ARCHIVE_WRITE_TOKEN"]

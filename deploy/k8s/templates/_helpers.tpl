@@ -23,12 +23,53 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s/%s:%s" .root.Values.image.registry .name (default .root.Chart.AppVersion .root.Values.image.tag) -}}
 {{- end -}}
 
+{{/* The Redis URL a service is given. The chart's Redis needs its password, which the
+container gets as PARETOPO_REDIS_PASSWORD (see paretopo.redisEnv) and Kubernetes expands
+inside this value: it never appears in a manifest. */}}
 {{- define "paretopo.redisUrl" -}}
 {{- if .Values.redis.enabled -}}
-{{- printf "redis://%s-redis:6379/0" (include "paretopo.fullname" .) -}}
+{{- printf "redis://:$(PARETOPO_REDIS_PASSWORD)@%s-redis:6379/0" (include "paretopo.fullname" .) -}}
 {{- else -}}
 {{- required "redis.externalUrl is required when redis.enabled is false" .Values.redis.externalUrl -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "paretopo.redisSecretName" -}}
+{{- default (printf "%s-redis" (include "paretopo.fullname" .)) .Values.redis.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Env entries giving a container the Redis URL under `name`: the password from the Secret
+first (a variable must be defined before a value that refers to it), then the URL.
+(dict "root" $ "name" "PARETOPO_ROLLOUT_REDIS_URL") */}}
+{{- define "paretopo.redisEnv" -}}
+{{- if .root.Values.redis.enabled }}
+- name: PARETOPO_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "paretopo.redisSecretName" .root }}
+      key: password
+{{- end }}
+- name: {{ .name }}
+  value: {{ include "paretopo.redisUrl" .root | quote }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for one component: (dict "root" $ "component" "archive") */}}
+{{- define "paretopo.pdb" -}}
+{{- if .root.Values.podDisruptionBudget.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "paretopo.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "paretopo.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  maxUnavailable: {{ index .root.Values.podDisruptionBudget.maxUnavailable .component }}
+  selector:
+    matchLabels:
+      {{- include "paretopo.selector" (dict "root" .root "component" .component) | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{- define "paretopo.secretName" -}}
