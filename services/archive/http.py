@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from paretopo.errors import ParetopoError, describe_validation_error
 from services.archive import metrics
 from services.archive.models import (
+    PROMPT_ID_MAX_CHARS,
     RUN_ID_PATTERN,
     FrontPoint,
     OptimalCallsSummary,
@@ -34,10 +35,12 @@ from services.archive.models import (
     RunState,
     Stage,
 )
-from services.archive.service import ArchiveService
+from services.archive.service import MAX_BATCH, ArchiveService
 
 RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Run id.")]
-PromptIdPath = Annotated[str, Path(min_length=1, max_length=256, description="Prompt id.")]
+PromptIdPath = Annotated[str, Path(min_length=1, max_length=PROMPT_ID_MAX_CHARS,
+                                   description="Prompt id.")]
+PromptId = Annotated[str, Field(min_length=1, max_length=PROMPT_ID_MAX_CHARS)]
 bearer = HTTPBearer(auto_error=False)
 
 
@@ -95,6 +98,13 @@ ERROR_MEANINGS = {
     422: "Invalid argument; the message names the field.",
     500: "The run's stored data is unreadable (written by an older version).",
     503: "Redis is unreachable; retry later.",
+}
+# The HTTP server (uvicorn) refuses a request line over 64 KiB itself, in plain text; a long
+# enough batch of prompt ids in the query string reaches that.
+REQUEST_LINE_TOO_LONG: dict[str, Any] = {
+    "description": "The request line is over the HTTP server's 64 KiB limit: ask for fewer "
+                   "prompt ids per call, or use gRPC GetOptimalCalls.",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
 }
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -236,9 +246,10 @@ def create_app(service: ArchiveService, *, write_token: str | None = None,
         return OptimalCalls(prompt_id=prompt_id, optimal_calls=value)
 
     @app.get("/api/v1/runs/{run_id}/nstar-batch", dependencies=read, tags=["n*"],
-             responses=_errors(*read_errors))
+             responses={**_errors(*read_errors), 400: REQUEST_LINE_TOO_LONG})
     async def nstar_batch(run_id: RunIdPath,
-                          prompt_id: Annotated[list[str], Query(max_length=4096)]) -> list[int]:
+                          prompt_id: Annotated[list[PromptId], Query(max_length=MAX_BATCH)],
+                          ) -> list[int]:
         return await service.get_optimal_calls(run_id, prompt_id)
 
     _install_handlers(app, write_token=write_token, max_body_bytes=max_body_bytes)
@@ -358,8 +369,20 @@ def _install_handlers(app: FastAPI, *, write_token: str | None, max_body_bytes: 
         return _error(422, "InvalidArgument", describe_validation_error(err))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        # keep the headers: a 405 must say which methods are allowed
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 400:
+            # FastAPI's answer to a body that is not even text (bytes that are not UTF-8):
+            # an invalid argument like any other malformed body.
+            return _error(422, "InvalidArgument", f"request body: {err.detail}")
+        if err.status_code == 405:
+            # Starlette names only the methods of the first route on the path; the resource
+            # supports those of every route on it.
+            allow = ", ".join(sorted({m for r in app.router.routes if isinstance(r, APIRoute)
+                                      and r.path_regex.match(request.url.path)
+                                      for m in r.methods}))
+            return _error(405, "MethodNotAllowed",
+                          f"{request.method} is not allowed here; allowed: {allow}",
+                          {"Allow": allow})
         return _error(err.status_code, "HTTPError", str(err.detail), err.headers)
 
     @app.exception_handler(_WritesDisabled)

@@ -14,7 +14,8 @@ RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 PROMPT_ID_MAX_CHARS = 256
 
 RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="Run id: [A-Za-z0-9_.-], 1-64.")]
-ObjectiveName = Annotated[str, Field(min_length=1, max_length=64)]
+ObjectiveName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S",
+                                     description="Not blank.")]
 # Objective values are in [0, 1] (algorithm.md); a value outside would poison the hypervolume.
 ObjectiveValue = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 # Stored and returned numbers are finite: JSON has no infinity, so a non-finite value in a
@@ -38,6 +39,7 @@ class RunConfig(BaseModel):
     objectives: list[ObjectiveName] = Field(
         default_factory=lambda: ["accuracy", "tool_efficiency"], min_length=2, max_length=3,
         description="Objective names in order, all maximised; M = 2 or 3.",
+        json_schema_extra={"uniqueItems": True},
     )
     stage1: Stage1Config = Field(default_factory=Stage1Config,
                                  description="Stage-1 (dynamic scalarisation) settings.")

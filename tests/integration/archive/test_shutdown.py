@@ -1,0 +1,125 @@
+"""`python -m services.archive` without a Redis URL starts its own redis-server; however the
+archive ends (SIGTERM, SIGINT, or SIGKILL), nothing of it may stay behind holding the port
+or the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paretopo.netutil import free_port
+from tests.integration.archive.conftest import HTTP_AUTH, TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    # a zombie has exited; only its exit status waits to be collected
+    return _state(pid) not in (None, "Z")
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid and fields[0] != "Z":
+                    members.append(int(entry.name))
+    return members
+
+
+def _redis_pid(port: int) -> int:
+    """The redis-server serving `port` (it renames itself `redis-server 127.0.0.1:<port>`)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+                if (words and words[0].endswith("redis-server")
+                        and f"127.0.0.1:{port}" in words and _alive(int(entry.name))):
+                    return int(entry.name)
+    raise AssertionError(f"no redis-server process serves port {port}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=lambda s: signal.Signals(s).name)
+def test_no_process_of_the_archive_outlives_it(tmp_path, sig):
+    http_port = free_port()
+    log_path = tmp_path / "archive.log"
+    with open(log_path, "wb") as log:
+        archive = subprocess.Popen(
+            [sys.executable, "-m", "services.archive", "--grpc-port", str(free_port()),
+             "--http-port", str(http_port), "--redis-dir", str(tmp_path / "redis"),
+             "--write-token", TOKEN],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    redis_pid = None
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+
+        def ready() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            return False
+
+        assert _wait(ready, 60), log_path.read_text()
+        # the embedded Redis is in use, not merely started
+        r = httpx.post(f"{base}/api/v1/runs", json={"run_id": "stop"}, headers=HTTP_AUTH)
+        assert r.status_code == 201, r.text
+        match = re.search(r"redis://127\.0\.0\.1:(\d+)", log_path.read_text())
+        assert match, log_path.read_text()
+        redis_port = int(match.group(1))
+        redis_pid = _redis_pid(redis_port)
+
+        os.kill(archive.pid, sig)  # the archive alone, as an orchestrator or a shell does
+        code = archive.wait(timeout=30)
+        if sig != signal.SIGKILL:
+            assert code == 0, log_path.read_text()
+        assert _wait(lambda: not _alive(redis_pid), 10), \
+            f"redis-server {redis_pid} outlived the archive:\n{log_path.read_text()}"
+        assert _wait(lambda: _port_free(redis_port), 10)
+        assert _port_free(http_port)
+        assert _session_members(archive.pid) == []
+    finally:
+        if archive.poll() is None:
+            os.killpg(archive.pid, signal.SIGKILL)
+            archive.wait()
+        if redis_pid is not None and _alive(redis_pid):
+            os.kill(redis_pid, signal.SIGKILL)
