@@ -85,6 +85,9 @@ class TrajectoryRecord(_Wire):
     answer: str | None = None
     n_tool_calls: int = Field(0, ge=0)
     n_tool_errors: int = Field(0, ge=0)
+    n_tool_unavailable: int = Field(
+        0, ge=0, description="Calls that failed because the tool service was down or silent: "
+        "an infrastructure fault, not the model's; the learner does not train on it.")
     finish_reason: FinishReason
     policy_version: int = Field(ge=0)
     generation_s: float = Field(0.0, ge=0.0)

@@ -281,7 +281,11 @@ class Learner:
         acc, rewards = await self._score(groups)
         start = time.perf_counter()
         adv = self._advantages(rewards, self.state.stage)
-        keep = nonzero_groups(adv)
+        # A tool that was down is the infrastructure's fault, not the policy's: such groups
+        # are scored (n* still learns from their successes) but never trained on.
+        outage = torch.tensor([any(t.n_tool_unavailable for t in g.trajectories)
+                               for g in groups])
+        keep = nonzero_groups(adv) & ~outage
         self._add("score", time.perf_counter() - start)
         kept = [g for g, k in zip(groups, keep.tolist(), strict=True) if k]
 
@@ -305,14 +309,15 @@ class Learner:
             self.timings.pop("eval_wait", None)
         self.timings["queue"] = self.queue.queue_s - queue_before
         metrics = self._metrics(groups, acc, rewards, stats, len(groups) - len(kept), stale,
-                                lag, evaluated, time.perf_counter() - t0)
+                                lag, evaluated, time.perf_counter() - t0,
+                                tool_outage=int(outage.sum()))
         self.sink.record(metrics, self.config.algorithm.objectives)
         if self.state.step % self.config.checkpoint_every == 0:
             self.save()
         return metrics
 
     def _metrics(self, groups, acc, rewards, stats: UpdateStats, dropped: int, stale: int,
-                 lag: int, evaluated, step_s: float) -> StepMetrics:
+                 lag: int, evaluated, step_s: float, *, tool_outage: int = 0) -> StepMetrics:
         alg = self.config.algorithm
         means = rewards.mean(dim=(0, 1)).tolist()
         self.state.elapsed_s += step_s
@@ -324,7 +329,8 @@ class Learner:
             objectives=dict(zip(alg.objectives, means, strict=True)), loss=stats.loss,
             clip_fraction=stats.clip_fraction, approx_kl=stats.approx_kl,
             entropy=stats.entropy, grad_norm=stats.grad_norm, groups=len(groups),
-            groups_dropped=dropped, groups_stale=stale, max_lag=lag, tokens=stats.tokens,
+            groups_dropped=dropped, groups_stale=stale, groups_tool_outage=tool_outage,
+            max_lag=lag, tokens=stats.tokens,
             weights=list(self.state.weights), rho=self.state.rho,
             hypervolume=self.state.hypervolume, eval_objectives=evaluated,
             timings=dict(self.timings), step_s=step_s, elapsed_s=self.state.elapsed_s)

@@ -39,6 +39,9 @@ class StepMetrics(BaseModel):
     groups: int = Field(description="Groups consumed this step.")
     groups_dropped: int = Field(description="Groups with all-zero advantages (dynamic sampling).")
     groups_stale: int = Field(description="Groups dropped for lagging beyond max_staleness.")
+    groups_tool_outage: int = Field(
+        0, description="Groups left out of the update because a tool service was down for "
+        "one of their calls (also counted in groups_dropped).")
     max_lag: int = Field(description="Largest policy-version lag among the trained groups.")
     tokens: int = Field(description="Generated tokens trained on.")
     weights: list[float]
@@ -67,6 +70,8 @@ class MetricsSink:
         self.steps = Counter("learner_steps", "Training steps completed", registry=r)
         self.dropped = Counter("learner_groups_dropped", "Zero-advantage groups", registry=r)
         self.stale = Counter("learner_groups_stale", "Groups older than allowed", registry=r)
+        self.outage = Counter("learner_groups_tool_outage",
+                              "Groups not trained on: a tool service was down", registry=r)
         self.gauges = {name: Gauge(f"learner_{name}", doc, registry=r) for name, doc in (
             ("step", "Last completed step"), ("stage", "Current stage"),
             ("policy_version", "Last published version"), ("em", "Training EM"),
@@ -95,6 +100,7 @@ class MetricsSink:
         self.steps.inc()
         self.dropped.inc(m.groups_dropped)
         self.stale.inc(m.groups_stale)
+        self.outage.inc(m.groups_tool_outage)
         values = {"step": m.step, "stage": m.stage, "policy_version": m.policy_version,
                   "em": m.em, "tool_calls": m.tool_calls, "r_tool": m.r_tool, "loss": m.loss,
                   "clip_fraction": m.clip_fraction, "approx_kl": m.approx_kl,

@@ -40,6 +40,7 @@ class _Trajectory:
     model_text: str = ""  # what the model wrote
     n_calls: int = 0
     n_errors: int = 0
+    n_unavailable: int = 0  # calls that failed because the tool service was down
     generation_s: float = 0.0
     tool_s: float = 0.0
     turns: int = 0  # generate calls so far
@@ -94,6 +95,7 @@ class AgentLoop:
             traj.n_calls += 1
             result = await self._execute(call, gen.text)
             traj.n_errors += result.error
+            traj.n_unavailable += result.unavailable
             traj.tool_s += result.seconds
             self._append_tool_block(traj, self.fmt.result_text(call, result.text), sampling)
 
@@ -146,7 +148,8 @@ class AgentLoop:
             sample_index=index, prompt_ids=prompt_ids, completion_ids=traj.ids,
             loss_mask=traj.mask, completion_text=traj.text,
             answer=extract_answer(traj.model_text, allow_boxed=self.fmt.boxed_answer),
-            n_tool_calls=traj.n_calls, n_tool_errors=traj.n_errors, finish_reason=traj.finish,
+            n_tool_calls=traj.n_calls, n_tool_errors=traj.n_errors,
+            n_tool_unavailable=traj.n_unavailable, finish_reason=traj.finish,
             policy_version=version, generation_s=traj.generation_s, tool_s=traj.tool_s)
 
 

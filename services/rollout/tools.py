@@ -26,11 +26,18 @@ class ToolResult:
 
     `error` is true when the call produced no normal result: the service was unreachable,
     slow or refused the request, or the program itself failed (exception, time-out, limit).
+    `unavailable` is true when the fault was the service's (unreachable, no answer in time),
+    not the model's: the learner leaves such trajectories out of its update.
     """
 
     text: str
     error: bool
     seconds: float
+    unavailable: bool = False
+
+
+#: Answers about the request itself (the model's doing); any other failure is the service's.
+_REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def _status_words(err: grpc.aio.AioRpcError) -> str:
@@ -64,14 +71,17 @@ class ToolClients:
             text, error = await asyncio.wait_for(self._dispatch(tool, request),
                                                  self.timeout_s + 1.0)
         except grpc.aio.AioRpcError as err:
-            text, error = self._rpc_error_text(tool, err), True
+            refused = err.code() in _REFUSALS
+            return ToolResult(self._rpc_error_text(tool, err), True,
+                              time.perf_counter() - start, unavailable=not refused)
         except TimeoutError:
-            text, error = f"error: {tool} tool unavailable (deadline exceeded)", True
+            return ToolResult(f"error: {tool} tool unavailable (deadline exceeded)", True,
+                              time.perf_counter() - start, unavailable=True)
         return ToolResult(text, error, time.perf_counter() - start)
 
     @staticmethod
     def _rpc_error_text(tool: ToolName, err: grpc.aio.AioRpcError) -> str:
-        if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        if err.code() in _REFUSALS:
             return f"error: {tool} tool refused the request ({err.details()})"
         return f"error: {tool} tool unavailable ({_status_words(err)})"
 

@@ -129,10 +129,12 @@ def test_tool_outage_gives_error_outputs_and_the_worker_keeps_serving(
     before, after = asyncio.run(scenario())
     for t in before[0].trajectories:
         assert "<output>2\n</output>" in t.completion_text and t.n_tool_errors == 0
+        assert t.n_tool_unavailable == 0
     assert sorted(g.job_id for g in after) == ["j1", "j2"]
     for g in after:
         for t in g.trajectories:
             assert t.n_tool_errors == 1 and t.finish_reason == "answer"
+            assert t.n_tool_unavailable == 1  # the service's fault: the learner skips it
             assert "<output>error: python tool unavailable (" in t.completion_text
             assert t.tool_s < 4.0  # the deadline held
 
@@ -149,5 +151,17 @@ def test_search_unavailable_is_an_error_text(tmp_path):
 
     result = asyncio.run(go())
     assert result.error and result.text.startswith("error: search tool unavailable (")
-    assert result.seconds < 3.0
+    assert result.unavailable and result.seconds < 3.0
+
+
+def test_a_refused_request_is_the_models_error_not_an_outage(executor):
+    async def go():
+        tools = ToolClients(executor.target, None, timeout_s=5.0, search_top_k=1)
+        try:
+            return await tools.call(TESTBED.calls[0].tool, "x" * (300 * 1024))  # over the code cap
+        finally:
+            await tools.close()
+
+    result = asyncio.run(go())
+    assert result.error and not result.unavailable, result.text
 
