@@ -2,12 +2,16 @@
 with tool calls for 1 vs N worker processes.
 
     .venv/bin/python benchmarks/bench_rollout.py [--batch 32] [--new-tokens 64] [--workers 4]
+        [--skip-workers] [--sampler-vocab 151936]
 
 1. Engine: the testbed policy (default `ModelConfig`, random weights) decodes the same batch of
    prompts with our `TorchEngine` and with `model.generate` (both KV-cached, no stop strings,
    EOS suppressed by forcing min length so both generate exactly `--new-tokens` per row);
    greedy and sampled (T=1, top-p 0.95). Reported: generated tokens/s and the ratio.
-2. Workers: real Redis, a real executor server, worker processes (`python -m services.rollout`)
+2. Sampler: `sample_next` (per-row streams, inverse CDF in float64) against the plain
+   `torch.multinomial` draw from the same processed distribution, at a Qwen2.5-sized vocabulary
+   (the testbed's char vocabulary hides the per-token cost): microseconds per decode step.
+3. Workers: real Redis, a real executor server, worker processes (`python -m services.rollout`)
    with the same random policy; jobs whose prompt ends with an opened `<python>` call, sampled
    greedily with a per-turn budget, so every trajectory is cut or calls a tool depending on the
    policy. The policy is *not* SFT'd (random weights): tool calls per trajectory are reported.
@@ -58,6 +62,49 @@ def engine_bench(policy: Path, batch: int, new_tokens: int, repeats: int) -> lis
             hf.append(n / (time.perf_counter() - start))
         o, h = statistics.median(ours), statistics.median(hf)
         lines.append(f"| {label} | {batch} | {new_tokens} | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
+    return lines
+
+
+def _time_sampler(logits: torch.Tensor, t: float, k: int, p: float, repeats: int
+                  ) -> tuple[float, float]:
+    """µs per call of `sample_next` and of the old shared-generator multinomial draw."""
+    import random
+
+    from services.rollout.sampling import RowStreams, _truncate, derive_seed, sample_next
+
+    batch = logits.shape[0]
+    temp, top_k, top_p = (torch.full((batch,), t), torch.full((batch,), k),
+                          torch.full((batch,), p))
+    streams = RowStreams([derive_seed(7, i) for i in range(batch)], random.Random(0))
+    gen = torch.Generator().manual_seed(0)
+
+    def ours() -> None:
+        sample_next(logits, temp, top_k, top_p, streams.next())
+
+    def multinomial() -> None:  # the draw before per-row streams (one shared generator)
+        scaled = logits / t
+        if k > 0 or p < 1:
+            scaled = _truncate(scaled, top_k, top_p)
+        logp = torch.log_softmax(scaled, -1)
+        logp.gather(1, torch.multinomial(logp.exp(), 1, generator=gen))
+
+    times = {}
+    for name, fn in (("ours", ours), ("multinomial", multinomial)) * 2:  # interleaved, warm
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        times[name] = (time.perf_counter() - start) / repeats * 1e6
+    return times["ours"], times["multinomial"]
+
+
+def sampler_bench(batch: int, vocab: int, repeats: int = 30) -> list[str]:
+    logits = torch.randn(batch, vocab, generator=torch.Generator().manual_seed(0)) * 3
+    lines = []
+    for label, t, k, p in (("T=1", 1.0, 0, 1.0), ("T=1 top-p 0.95", 1.0, 0, 0.95)):
+        ours, multinomial = _time_sampler(logits, t, k, p, repeats)
+        lines.append(f"| {label} | {batch} | {vocab:,} | {ours:,.0f} | {multinomial:,.0f} | "
+                     f"{ours / multinomial:.2f} |")
     return lines
 
 
@@ -143,6 +190,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=16)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--skip-workers", action="store_true", help="engine and sampler only")
+    p.add_argument("--sampler-vocab", type=int, default=151936, help="0 skips the sampler part")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tok = build_tokenizer()
@@ -150,6 +199,13 @@ def main() -> None:
     print("| sampling | batch | new tokens/row | TorchEngine tok/s | HF generate tok/s | ratio |")
     print("|---|---|---|---|---|---|")
     print("\n".join(engine_bench(policy, args.batch, args.new_tokens, args.repeats)))
+    if args.sampler_vocab:
+        print()
+        print("| sampler | batch | vocab | sample_next µs/step | multinomial µs/step | ratio |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(sampler_bench(args.batch, args.sampler_vocab)))
+    if args.skip_workers:
+        return
     print()
     print("| worker processes | jobs x G | seconds | trajectories/s | tool calls/traj |")
     print("|---|---|---|---|---|")
