@@ -251,6 +251,11 @@ class WorkerPool:
         """Run one call for `client` on the next worker due to it. Raises WorkerDied (after
         scheduling a replacement) when the worker is lost or fails the call's set-up."""
         worker = await self._acquire(client)
+        while worker.proc is None or worker.proc.returncode is not None:
+            # It exited while idle (its clean-up after the previous call failed).
+            self._busy[client] -= 1
+            self._replace(worker)
+            worker = await self._acquire(client)
         try:
             result = await worker.call(request, wall_s + self.grace_s)
         except WorkerSetupFailed:

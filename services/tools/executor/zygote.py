@@ -7,13 +7,15 @@ imports only the standard library and reads no file of the service. It
 2. drops to an unprivileged uid when it starts as root (so ``RLIMIT_NPROC`` holds: the kernel
    does not enforce it for uid 0), makes itself non-dumpable (no ``/proc/1/mem`` for its
    children) and installs the seccomp filter it was given (BPF bytes, built by the service);
-3. per call, sets the memory limit of its call cgroup (when the service gave it one), wipes
-   its scratch directories, forks a child that joins that cgroup and runs the snippet in a
-   fresh private directory under ``setrlimit`` limits and its own session, collects stdout
+3. keeps one child forked ahead, already in its cgroup, session and fresh private directory,
+   waiting for a call; per call, sets the memory limit of its call cgroup (when the service
+   gave it one), hands the call to that child, which runs the snippet under ``setrlimit``
+   limits, collects stdout
    (capped) and the stderr tail (both killed on a flood), kills the child's whole session
    (and, in a PID namespace, every other process in it) at the wall-time limit or when it
    ends, and reports one JSON result; a child whose set-up failed is reported as such, and
-   the service replaces this worker.
+   the service replaces this worker. After the reply, and before it reads the next call, it
+   ends everything the call left, wipes its scratch directories and forks the next child.
 
 What a call cannot do to this process: the seccomp filter refuses ``prlimit64``,
 ``setpriority``, ``sched_set*`` and ``ioprio_set`` on any process but the caller, so the
@@ -151,9 +153,20 @@ def wipe(directory):
         os.close(fd)
 
 
+def retries(total_s=10.0):
+    """Yield until `total_s` has passed, sleeping a little more each time. A SIGKILLed
+    process may take a while to go: one that the memory cgroup's OOM killer is also after,
+    on a loaded machine, needs far longer than a millisecond to exit."""
+    deadline, pause = time.monotonic() + total_s, 0.0005
+    while time.monotonic() < deadline:
+        yield
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def kill_all_but_me(own_pids):
     """In our own PID namespace: SIGKILL every process that is not us, reap, repeat."""
-    for _ in range(200):
+    for _ in retries():
         others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in own_pids]
         if not others:
             return
@@ -161,7 +174,6 @@ def kill_all_but_me(own_pids):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         reap_all()
-        time.sleep(0.001)
     raise RuntimeError("processes survive SIGKILL in the sandbox")
 
 
@@ -186,7 +198,7 @@ def descendants(root):
 def kill_descendants():
     """Without a PID namespace: SIGKILL our whole process subtree, reap, repeat."""
     me = os.getpid()
-    for _ in range(200):
+    for _ in retries():
         others = descendants(me)
         if not others:
             return
@@ -194,7 +206,6 @@ def kill_descendants():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         reap_all()
-        time.sleep(0.001)
     raise RuntimeError("processes survive SIGKILL under the zygote")
 
 
@@ -224,8 +235,21 @@ def set_limits(req):
         resource.setrlimit(which, value)
 
 
-def child_main(req, cfg, workdir, out_w, err_w, status_w):
-    """In the forked child: isolate, limit, run the snippet; never returns."""
+def read_request(fd):
+    """The call's request: one JSON document, up to EOF (the zygote closes its end)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    if not chunks:  # the zygote went away without a call for us
+        os._exit(0)
+    return json.loads(b"".join(chunks))
+
+
+def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
+    """In the forked child: isolate, wait for the call, limit, run the snippet; never returns.
+
+    Everything that does not depend on the call is done before it arrives (the child is
+    forked ahead, while the worker is idle); only the limits and the code come with it."""
     status = {"exc": None}
     try:
         cgroup = cfg.get("cgroup")
@@ -239,7 +263,8 @@ def child_main(req, cfg, workdir, out_w, err_w, status_w):
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.dup2(status_w, 3)
-        os.closerange(4, 65536)
+        os.dup2(req_r, 4)
+        os.closerange(5, 65536)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -248,6 +273,8 @@ def child_main(req, cfg, workdir, out_w, err_w, status_w):
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
                            "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
                            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+        req = read_request(4)
+        os.close(4)
         set_limits(req)
         # Fresh streams over the new fds; they live as long as the process (noqa: SIM115).
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
@@ -361,29 +388,53 @@ def cgroup_oom_kills(cgroup):
     return 0
 
 
-def run_call(req, cfg):
+class Spare:
+    """A child forked ahead of its call: set up, in its cgroup, waiting for the request."""
+
+    def __init__(self, cfg):
+        scratch = cfg["scratch_dirs"]
+        workdir = os.path.join(scratch[0], "run")
+        os.mkdir(workdir, 0o700)
+        pipes = [os.pipe() for _ in range(3)]
+        req_r, self.req_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.req_w)
+            for r, _ in pipes:
+                os.close(r)
+            child_main(cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1], req_r)
+        os.close(req_r)
+        for _, w in pipes:
+            os.close(w)
+        self.out_r, self.err_r, self.status_r = (r for r, _ in pipes)
+        self.pidfd = os.pidfd_open(self.pid)
+
+    def send(self, req):
+        """Hand the call over (a child that already failed its set-up gets none)."""
+        data = json.dumps(req).encode()
+        try:
+            while data:
+                data = data[os.write(self.req_w, data):]
+        except BrokenPipeError:
+            pass
+        os.close(self.req_w)
+
+    def close(self):
+        for fd in (self.pidfd, self.out_r, self.err_r, self.status_r):
+            os.close(fd)
+
+
+def run_call(req, cfg, spare):
     cgroup = cfg.get("cgroup")
     if cgroup:
         # The whole call (every process, tmpfs page and page-cache page it touches) is
         # charged to this one cgroup; its limit is the call's memory limit.
         os.pwrite(cgroup["limit_fd"], b"%d" % (int(req["memory_mb"]) * MiB), 0)
         oom_before = cgroup_oom_kills(cgroup)
-    scratch = cfg["scratch_dirs"]
-    for directory in scratch:
-        wipe(directory)
-    workdir = os.path.join(scratch[0], "run")
-    os.mkdir(workdir, 0o700)
-    pipes = [os.pipe() for _ in range(3)]
     start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        for r, _ in pipes:
-            os.close(r)
-        child_main(req, cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1])
-    for _, w in pipes:
-        os.close(w)
-    pidfd = os.pidfd_open(pid)
-    collector = Collector(req, pipes[0][0], pipes[1][0], pipes[2][0], pidfd)
+    pid = spare.pid
+    collector = Collector(req, spare.out_r, spare.err_r, spare.status_r, spare.pidfd)
+    spare.send(req)
     state = collector.run(pid, start + req["wall_s"])
     duration = time.monotonic() - start
     killed = state["status"] is None
@@ -391,9 +442,7 @@ def run_call(req, cfg):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         _, state["status"], state["rusage"] = os.wait4(pid, 0)
-    for fd in (pidfd, *(r for r, _ in pipes)):
-        os.close(fd)
-    cleanup(pid, cfg)
+    spare.close()
     result = report(state, collector, killed, duration, pid)
     result["oom_killed"] = bool(cgroup) and cgroup_oom_kills(cgroup) > oom_before
     return result
@@ -401,8 +450,9 @@ def run_call(req, cfg):
 
 def cleanup(pid, cfg):
     """End every process the snippet left behind and empty the scratch space."""
-    with contextlib.suppress(OSError):  # its session, even after the leader exited
-        os.killpg(pid, signal.SIGKILL)
+    if pid is not None:
+        with contextlib.suppress(OSError):  # its session, even after the leader exited
+            os.killpg(pid, signal.SIGKILL)
     if cfg["pid_namespace"]:
         kill_all_but_me({os.getpid(), 1})
     else:
@@ -461,17 +511,28 @@ def main():
         except ImportError as err:
             print(f"zygote: cannot preload {name}: {err}", file=sys.stderr)
     harden(cfg)
+    cleanup(None, cfg)
+    spare = Spare(cfg)
     send_frame(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid()})
     while True:
         req = recv_frame(proto_in)
         if req is None:
             return
         try:
-            result = run_call(req, cfg)
+            result = run_call(req, cfg, spare)
         except Exception:  # the zygote itself is broken: report and exit, to be respawned
             send_frame(proto_out, {"fatal": traceback.format_exc()})
             return
         send_frame(proto_out, result)
+        # After the reply, off the caller's clock, and always before the next request is
+        # read: end what the call left, wipe the scratch space, fork the next call's child.
+        # If that fails this worker exits, and the service replaces it.
+        try:
+            cleanup(spare.pid, cfg)
+            spare = Spare(cfg)
+        except Exception:
+            traceback.print_exc()
+            return
 
 
 if __name__ == "__main__":
