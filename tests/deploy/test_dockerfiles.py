@@ -146,3 +146,38 @@ def test_compose_builds_existing_targets() -> None:
             continue
         path = ROOT / build["dockerfile"]
         assert build["target"] in stages(path), f"{name}: no stage {build['target']} in {path}"
+
+
+def run_lines(path: Path, stage: str) -> str:
+    return " ".join(i["value"] for i in stages(path)[stage] if i["instruction"] == "RUN")
+
+
+def test_gpu_runtime_can_compile_what_triton_compiles() -> None:
+    # Triton builds a C launcher against Python.h at a kernel's first use (vLLM, torch.compile):
+    # the runtime stage, which every GPU target inherits, carries gcc and the headers.
+    gpu = ROOT / "docker" / "gpu.Dockerfile"
+    all_stages = stages(gpu)
+    runtime = run_lines(gpu, "runtime")
+    assert re.search(r"\bgcc\b", runtime) and "python3.11-dev" in runtime
+    for target in ("rollout", "learner", "search"):
+        assert parent(all_stages[target]) == "runtime", target
+    # The learner needs no JIT-built DeepSpeed op: built without them, from the lock.
+    assert "DS_BUILD_OPS=0" in run_lines(gpu, "build")
+
+
+def test_images_install_from_the_lock_files() -> None:
+    for path, lock in ((ROOT / "docker" / "Dockerfile", "constraints/cpu.txt"),
+                       (ROOT / "docker" / "gpu.Dockerfile", "constraints/gpu.txt")):
+        text = " ".join(i["value"] for i in DockerfileParser(path=str(path)).structure
+                        if i["instruction"] == "RUN")
+        installs = re.findall(r"pip install ([^&]*)", text)
+        assert installs, path
+        for args in installs:
+            assert f"-c /src/{lock}" in args, (path.name, args)
+
+
+def test_gpu_image_keeps_only_the_gpu_faiss() -> None:
+    # faiss-cpu (a base dependency) and faiss-gpu install the same `faiss` package.
+    build = run_lines(ROOT / "docker" / "gpu.Dockerfile", "build")
+    assert build.index("pip uninstall -y faiss-cpu") < build.index(
+        "--force-reinstall -c /src/constraints/gpu.txt faiss-gpu==")
