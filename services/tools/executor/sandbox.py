@@ -55,24 +55,28 @@ GUARANTEES = {
         "read-only minimal file system view: /usr, libraries, Python prefix, site-packages",
         "no access to the service's files (/work, /root, /home, /etc are not mounted)",
         "empty environment: the service's environment variables are not passed",
-        "private size-capped tmpfs /tmp and /dev/shm per worker, emptied before every call",
+        "private size-capped tmpfs /tmp and /dev/shm per worker, emptied after every call",
         "rlimits per call: CPU time, address space, processes, file size, open files, no core",
         "wall-time limit: the snippet's session and every process it left are SIGKILLed",
-        "stdout capped with a flag; stderr tail kept",
+        "stdout capped with a flag; stderr tail kept; a flood of either is killed",
+        "a worker whose set-up of a call fails is replaced, never kept serving",
+        "calls queue per client, round-robin, with idle workers reserved for other clients",
     ],
     Mechanism.RLIMITS: [
         "empty environment: the service's environment variables are not passed",
-        "private scratch directory per worker, emptied before every call",
+        "private scratch directory per worker, emptied after every call",
         "rlimits per call: CPU time, address space, processes, file size, open files, no core",
         "wall-time limit: the snippet's session and every process it left are SIGKILLed",
-        "stdout capped with a flag; stderr tail kept",
+        "stdout capped with a flag; stderr tail kept; a flood of either is killed",
+        "a worker whose set-up of a call fails is replaced, never kept serving",
+        "calls queue per client, round-robin, with idle workers reserved for other clients",
     ],
 }
 
 NOT_GUARANTEED = {
     Mechanism.BWRAP: [
         "kernel exploits: namespaces and seccomp shrink the attack surface, they are not a VM",
-        "CPU and memory of the host: bounded per call by rlimits, not by cgroups",
+        "CPU of the host: bounded per call by RLIMIT_CPU, not by a CPU cgroup",
         "timing side channels between concurrent snippets",
     ],
     Mechanism.RLIMITS: [
