@@ -36,22 +36,26 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 
 
 async def read_groups(redis: Redis, keys: RolloutKeys, run_id: str, consumer: str,
-                      count: int, block_ms: int) -> list[GroupResult]:
+                      count: int, block_ms: int, *, pending: bool = False
+                      ) -> list[GroupResult]:
     """Up to `count` new groups of `run_id`, waiting at most `block_ms` (None: don't block).
 
     Duplicates (a job id already consumed, now or earlier) and malformed entries are dropped
     and acknowledged; what is returned is acknowledged too, so the caller owns it.
+    `pending=True` reads instead the entries delivered to `consumer` but never acknowledged
+    (a connection lost between the read and the ack leaves them there).
     """
     stream = keys.results(run_id)
+    start = "0" if pending else ">"
     try:
-        reply = await redis.xreadgroup(LEARNER_GROUP, consumer, {stream: ">"},
-                                       count=count, block=block_ms)
+        reply = await redis.xreadgroup(LEARNER_GROUP, consumer, {stream: start},
+                                       count=count, block=None if pending else block_ms)
     except ResponseError as err:
         if "NOGROUP" not in str(err):
             raise
         await ensure_group(redis, stream, LEARNER_GROUP)
-        reply = await redis.xreadgroup(LEARNER_GROUP, consumer, {stream: ">"},
-                                       count=count, block=block_ms)
+        reply = await redis.xreadgroup(LEARNER_GROUP, consumer, {stream: start},
+                                       count=count, block=None if pending else block_ms)
     entries = [entry for _, batch in reply or [] for entry in batch]
     if not entries:
         return []

@@ -108,6 +108,8 @@ def evaluate(
     sample), so the same checkpoint and seed give the same numbers."""
     import time
 
+    from tqdm import tqdm
+
     from paretopo.app.eval_services import ToolServices
     from paretopo.app.evaluation import EvalSettings, evaluate_items
     from paretopo.tasks import get_task
@@ -126,7 +128,9 @@ def evaluate(
             model_path=str(checkpoint), threads=1, samples=samples, sampling=sampling,
             executor=services.executor() if "python" in the_task.tools else None,
             search=services.search(f"testbed-{task}") if "search" in the_task.tools else None)
-        report = evaluate_items(f"testbed-{task}", the_task, items, settings)
+        with tqdm(total=len(items), desc=f"testbed-{task} (k = {samples})", unit="q") as bar:
+            report = evaluate_items(f"testbed-{task}", the_task, items, settings,
+                                    on_done=lambda _: bar.update(1))
     target = the_task.ideal(split, n, seed=seed)
     for item in report.items[:show]:
         typer.echo(f"--- {item.id} golds={item.golds} answers={item.answers} "

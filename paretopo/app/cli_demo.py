@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from paretopo.app.bench import Results, write_bench
 from paretopo.app.demo import DemoOptions, DemoReport, report_markdown, run_demo
-from paretopo.app.report import markdown_table, plot_method_fronts
 from paretopo.app.stack import LocalStack, StackConfig, StackRunning
 from paretopo.core.advantages import ALGORITHMS
 
@@ -80,16 +80,23 @@ def demo(
     prompts_per_step: Annotated[int | None, typer.Option(help="Prompts per step.")] = None,
     train_items: Annotated[int | None, typer.Option(
         help="Training items drawn from (the first N of the training split).")] = None,
+    resume: Annotated[str | None, typer.Option(
+        help="Run id of an interrupted demo under --home: continue it from its last "
+        "checkpoint (same options as the first time).")] = None,
 ) -> None:
     """Train a tool-using agent with ParetoPO through every service and report the outcome."""
     if algorithm not in ALGORITHMS:
         raise typer.BadParameter(f"{algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if resume is not None and not (home / resume / "checkpoints").is_dir():
+        raise typer.BadParameter(f"no checkpoint of run {resume!r} under {home}; the run ids "
+                                 f"there: {', '.join(sorted(p.name for p in home.glob('demo-*')))}")
     opts = DemoOptions(task=task, algorithm=algorithm, minutes=minutes, max_steps=steps,
                        seed=seed, objectives=objectives, model=model, home=home,
                        stage1_steps=stage1_steps, eval_every=eval_every,
                        eval_prompts=eval_prompts, eval_samples=eval_samples,
                        group_size=group_size,
-                       prompts_per_step=prompts_per_step, train_items=train_items)
+                       prompts_per_step=prompts_per_step, train_items=train_items,
+                       run_id=resume)
     try:
         report, stack = _live(opts, f"{algorithm} on {task}")
     except (StackRunning, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
@@ -121,77 +128,52 @@ def bench(
     ablations: Annotated[bool, typer.Option(help="Also the four ParetoPO ablations.")] = False,
     minutes: MinutesOpt = 4.0,
     steps: StepsOpt = None,
-    seed: SeedOpt = 0,
+    seeds: Annotated[list[int], typer.Option(
+        "--seed", help="Seeds (warm start, data, sampling); repeat; default 0 1 2.")]
+    = [0, 1, 2],  # noqa: B006 - typer reads the default, never mutates it
     objectives: ObjOpt = 2,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/bench"),
+    out: Annotated[Path, typer.Option(help="Output folder (a new dated folder inside).")]
+    = Path("runs/bench"),
+    resume: Annotated[Path | None, typer.Option(
+        help="A bench folder to continue: finished runs are kept, an interrupted one resumes "
+        "from its checkpoint, missing ones run.")] = None,
 ) -> None:
-    """Train every method on every task with the same seeds, data and budget; write a table
-    shaped like the paper's (EM and #Tool per task, mean r_tool, hypervolume), a plot of
-    every method's front, and the raw numbers as JSON."""
+    """Train every method on every task for every seed with the same budget; write a table
+    with 95 % intervals (EM, #Tool, calls on tool-needing prompts, hypervolume), which
+    differences against ParetoPO the seeds resolve, every method's front, and the raw
+    numbers as JSON."""
     chosen = list(methods or BASELINES) + (list(ABLATIONS) if ablations else [])
     unknown = [m for m in chosen if m not in ALGORITHMS]
     if unknown:
         raise typer.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(ALGORITHMS)}")
-    out = out / time.strftime("%Y%m%d-%H%M%S")
+    out = resume or out / time.strftime("%Y%m%d-%H%M%S")
     stack = LocalStack(StackConfig(home=out / "stack", archive_grpc_port=0, archive_http_port=0,
                                    executor_port=0, search_port=0, rollout_http_port=0))
     with console.status("starting the services"):
         stack.start()
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    results: Results = {}
     try:
         for task in tasks:
             for method in chosen:
-                opts = DemoOptions(task=task, algorithm=method, minutes=minutes, max_steps=steps,
-                                   seed=seed, objectives=objectives, home=out / "runs",
-                                   stack_home=out / "stack",
-                                   run_id=f"bench-{task}-{method}-s{seed}")
-                report, _ = _live(opts, f"{method} on {task}")
-                results.setdefault(task, {})[method] = asdict(report)
+                for seed in seeds:
+                    opts = DemoOptions(task=task, algorithm=method, minutes=minutes,
+                                       max_steps=steps, seed=seed, objectives=objectives,
+                                       home=out / "runs", stack_home=out / "stack",
+                                       run_id=f"bench-{task}-{method}-s{seed}")
+                    results.setdefault(task, {}).setdefault(method, {})[seed] = _bench_run(opts)
     finally:
         stack.stop()
-    _write_bench(out, tasks, chosen, results, seed, minutes, steps)
-
-
-def _write_bench(out: Path, tasks: list[str], methods: list[str],
-                 results: dict[str, dict[str, dict[str, Any]]], seed: int, minutes: float,
-                 steps: int | None) -> None:
-    header = ["Method"]
-    for task in tasks:
-        header += [f"{task} EM", f"{task} #Tool", f"{task} r_tool", f"{task} HV"]
-    # Every run starts from the same warm start; the ideal is known exactly (docs/testbed.md).
-    first = {task: next(iter(results[task].values())) for task in tasks}
-    start: list[Any] = ["warm start (before RL)"]
-    ideal: list[Any] = ["ideal point"]
-    for task in tasks:
-        s = first[task]["start"]
-        start += [s["em"], s["tool_calls"], s["tool_efficiency"], "–"]
-        ideal += [first[task]["ideal"]["em"], first[task]["ideal"]["tool_calls"], 1.0, "–"]
-    rows = [start]
-    for method in methods:
-        row: list[Any] = [method]
-        for task in tasks:
-            r = results[task][method]
-            row += [r["end"]["em"], r["end"]["tool_calls"], r["end"]["tool_efficiency"],
-                    r["hypervolume"]]
-        rows.append(row)
-    rows.append(ideal)
-    table = markdown_table(header, rows)
     budget = f"{minutes} min" + (f" / {steps} steps" if steps else "")
-    text = (f"Seed {seed}, budget {budget} of RL per run after the same warm start; "
-            f"validation EM and #Tool at the end of each run; HV of each run's archive.\n\n"
-            f"{table}\n")
-    (out / "table.md").write_text(text)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    for task in tasks:
-        any_run = next(iter(results[task].values()))
-        fronts = {m: [e_y(e, any_run["objectives"]) for e in results[task][m]["evaluations"]]
-                  for m in methods}
-        plot_method_fronts(fronts, any_run["objectives"], out / f"fronts-{task}.png",
-                           title=f"validation outcomes by method on {task}")
+    text = write_bench(out, tasks, chosen, results, seeds, budget)
     console.print(text, markup=False, highlight=False)
     console.print(f"wrote {out}/table.md, results.json and fronts-*.png")
 
 
-def e_y(evaluation: dict[str, float], objectives: list[str]) -> list[float]:
-    """One validation record as its outcome vector."""
-    return [evaluation[k] for k in objectives]
+def _bench_run(opts: DemoOptions) -> dict[str, Any]:
+    """One run's report: read back when it finished before (a resumed bench), else trained."""
+    done = opts.home / str(opts.run_id) / "report.json"
+    if done.is_file():
+        console.print(f"{opts.run_id}: finished before, kept")
+        return json.loads(done.read_text())
+    report, _ = _live(opts, f"{opts.algorithm} on {opts.task} (seed {opts.seed})")
+    return asdict(report)

@@ -134,6 +134,9 @@ class ServicesConfig(_Model):
     archive: str = Field("127.0.0.1:50051", description="Archive gRPC host:port.")
     archive_token: str | None = Field(None, description="Archive write token, if it has one.")
     archive_timeout_s: float = Field(10.0, gt=0, description="Deadline of each archive call.")
+    outage_budget_s: float = Field(
+        120.0, gt=0, description="How long Redis or the archive may stay unreachable (a "
+        "restart) before the run stops with a checkpoint; calls are retried with backoff.")
     namespace: str = Field("paretopo", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                            description="Redis key prefix shared with workers and archive.")
     metrics_port: int | None = Field(

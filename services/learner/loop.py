@@ -43,6 +43,7 @@ from services.learner.batch import collate
 from services.learner.config import RunConfig
 from services.learner.data import Prompt, build_prompt_source
 from services.learner.metrics import MetricsSink, StepMetrics
+from services.learner.outage import OutageGuard
 from services.learner.queue import RolloutQueue
 from services.learner.session import (
     FIXED_WEIGHT_ALGORITHMS,
@@ -87,6 +88,7 @@ class Learner:
         self.eval_buffer: dict[str, GroupResult] = {}
         self.timings: dict[str, float] = {}
         self.evaluations: list[dict[str, float]] = []
+        self.taken_seqs: list[int] = []  # prompts of the step in progress
         self._wait_key = "wait"  # waits during validation count as eval time instead
 
     # ---------------------------------------------------------------- set-up
@@ -95,6 +97,9 @@ class Learner:
         check_model_path(cfg.model_path)
         self.prompts = build_prompt_source(cfg)
         self.stage1_steps = cfg.stage1_step_count(len(self.prompts))
+        budget = cfg.services.outage_budget_s
+        self.redis_guard = OutageGuard(f"Redis at {cfg.services.redis_url}", budget)
+        self.archive_guard = OutageGuard(f"the archive at {cfg.services.archive}", budget)
         self.redis = await connect_redis(cfg.services.redis_url)
         self.archive, info = await open_archive(cfg)
         ckpt = checkpoint.latest_checkpoint(cfg.checkpoint_dir)
@@ -163,7 +168,7 @@ class Learner:
         job = self._job(self.prompts.at(seq), JobKind.TRAIN, job_id, self.config.group_size,
                         self._train_sampling(seq))
         self.inflight[job_id] = seq
-        await self.queue.enqueue([job])
+        await self.redis_guard.call("enqueue", lambda: self.queue.enqueue([job]))
 
     async def _fill(self) -> None:
         """Keep (max_staleness + 1) steps of prompts in flight: with FIFO workers a group is
@@ -175,7 +180,8 @@ class Learner:
 
     async def _read_some(self, count: int) -> None:
         """Read up to `count` groups into the train/eval buffers; ignore foreign results."""
-        groups, seconds = await self.queue.read(count, READ_BLOCK_MS)
+        groups, seconds = await self.redis_guard.call(
+            "read groups", lambda: self.queue.read(count, READ_BLOCK_MS))
         self._add(self._wait_key, seconds)
         for g in groups:
             if g.kind is JobKind.EVAL and g.job_id in self.eval_buffer:
@@ -204,18 +210,19 @@ class Learner:
             self.train_buffer = fresh
             if len(fresh) >= need:
                 self.train_buffer = fresh[need:]
-                for g in fresh[:need]:
-                    self.inflight.pop(g.job_id)
+                # Until the step ends, a checkpoint lists these prompts as pending.
+                self.taken_seqs = [self.inflight.pop(g.job_id) for g in fresh[:need]]
                 return fresh[:need], stale
             if self.stop.is_set():
                 return None
             await self._read_some(need - len(fresh))
 
     # ---------------------------------------------------------------- scoring
-    async def _archive_call(self, what: str, coro):
+    async def _archive_call(self, what: str, attempt):
+        """`attempt()` (an archive RPC), retried through an outage of the archive."""
         start = time.perf_counter()
         try:
-            return await coro
+            return await self.archive_guard.call(what, attempt)
         except grpc.aio.AioRpcError as exc:
             raise archive_error(exc, self.config.services.archive, what) from None
         finally:
@@ -226,8 +233,9 @@ class Learner:
         start = time.perf_counter()
         acc = scoring.accuracy(groups, self.prompts)
         self._add("score", time.perf_counter() - start)
-        nstar = await self._archive_call("UpdateOptimalCalls", self.archive.update_optimal_calls(
-            self.config.run_id, scoring.successful_calls(groups, acc)))
+        successes = scoring.successful_calls(groups, acc)
+        nstar = await self._archive_call("UpdateOptimalCalls", lambda: (
+            self.archive.update_optimal_calls(self.config.run_id, successes)))
         start = time.perf_counter()
         alg = self.config.algorithm
         rewards = scoring.reward_matrix(alg.objectives, groups, acc, nstar, reward=alg.reward,
@@ -251,7 +259,8 @@ class Learner:
     async def _set_stage(self) -> None:
         stage = 1 if self.state.step < self.stage1_steps else 2
         if stage != self.state.stage:
-            await self._archive_call("SetStage", self.archive.set_stage(self.config.run_id, stage))
+            await self._archive_call("SetStage", lambda: self.archive.set_stage(
+                self.config.run_id, stage))
             self.state.stage = stage
 
     def _update(self, groups: list[GroupResult], adv: torch.Tensor) -> UpdateStats:
@@ -295,10 +304,12 @@ class Learner:
         if stats.optimizer_steps:
             start = time.perf_counter()
             self.state.policy_version += 1
-            await publish(self.redis, self.keys, self.config, self.backend,
-                          self.state.policy_version)
+            version = self.state.policy_version
+            await self.redis_guard.call("publish", lambda: publish(
+                self.redis, self.keys, self.config, self.backend, version))
             self._add("publish", time.perf_counter() - start)
         self.state.step += 1
+        self.taken_seqs = []
 
         evaluated = None
         if self.state.step % self.config.eval.every == 0:
@@ -346,7 +357,7 @@ class Learner:
                           cfg.eval.samples, self._eval_sampling(p))
                 for i, p in enumerate(self.prompts.validation)]
         self.eval_buffer = {j.job_id: None for j in jobs}
-        await self.queue.enqueue(jobs)
+        await self.redis_guard.call("enqueue", lambda: self.queue.enqueue(jobs))
         while any(g is None for g in self.eval_buffer.values()):
             if self.stop.is_set():
                 return {}
@@ -355,8 +366,9 @@ class Learner:
         self.eval_buffer = {}
         acc, rewards = await self._score(groups)
         y = rewards.mean(dim=(0, 1)).tolist()
-        record = await self._archive_call("ReportOutcome", self.archive.report_outcome(
-            cfg.run_id, self.state.step, y))
+        step = self.state.step
+        record = await self._archive_call("ReportOutcome", lambda: self.archive.report_outcome(
+            cfg.run_id, step, y))
         self.state.weights, self.state.rho = list(record.weights), record.rho
         self.state.hypervolume = record.hypervolume
         result = dict(zip(cfg.algorithm.objectives, y, strict=True))
@@ -366,7 +378,7 @@ class Learner:
 
     # ---------------------------------------------------------------- checkpoint
     def save(self) -> None:
-        self.state.pending_seqs = sorted(self.inflight.values())
+        self.state.pending_seqs = sorted([*self.inflight.values(), *self.taken_seqs])
         self.state.metrics_offset = self.sink.offset()
         checkpoint.save_checkpoint(self.config.checkpoint_dir, self.state, self.backend)
 
@@ -387,12 +399,16 @@ class Learner:
         if self.config.eval.at_start and self.state.step == 0 and self.resumed_from is None:
             await self.validate()
         last = None
-        while (reason := self._budget_left(started)) is None:
-            metrics = await self.step()
-            if metrics is not None:
-                last = metrics
-                if self.on_step is not None:
-                    self.on_step(metrics)
+        try:
+            while (reason := self._budget_left(started)) is None:
+                metrics = await self.step()
+                if metrics is not None:
+                    last = metrics
+                    if self.on_step is not None:
+                        self.on_step(metrics)
+        except Unavailable:
+            self.save()  # a dependency stayed down past the budget: resume from here
+            raise
         if self.state.step % self.config.checkpoint_every:
             self.save()
         return TrainSummary(self.config.run_id, self.state.step, self.state.stage,

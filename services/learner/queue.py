@@ -23,6 +23,7 @@ class RolloutQueue:
         self.run_id = run_id
         self.consumer = consumer
         self.queue_s = 0.0
+        self._recover_pending = False  # a read failed: entries may be delivered, not acked
 
     async def ensure_groups(self) -> None:
         await ensure_group(self.redis, self.keys.jobs, WORKERS_GROUP)
@@ -42,6 +43,16 @@ class RolloutQueue:
         """Up to `count` groups, blocking at most `block_ms`; also returns the seconds the
         call took (the caller splits it into waiting and queue overhead)."""
         start = time.perf_counter()
-        groups = await read_groups(self.redis, self.keys, self.run_id, self.consumer, count,
-                                   block_ms)
+        try:
+            if self._recover_pending:
+                groups = await read_groups(self.redis, self.keys, self.run_id, self.consumer,
+                                           count, block_ms, pending=True)
+                self._recover_pending = bool(groups)  # until this consumer's PEL is empty
+                if groups:
+                    return groups, time.perf_counter() - start
+            groups = await read_groups(self.redis, self.keys, self.run_id, self.consumer,
+                                       count, block_ms)
+        except Exception:
+            self._recover_pending = True
+            raise
         return groups, time.perf_counter() - start
