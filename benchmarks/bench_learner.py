@@ -21,24 +21,24 @@ from pathlib import Path
 from statistics import fmean
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests/integration/learner"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from learner_stack import NAMESPACE, start_stack
+from bench_rl_step import run
+from learner_stack import start_stack
 from redis.asyncio import Redis
 
 from paretopo.hf_policy import save_policy
-from paretopo.jobs import GroupResult, decode
-from paretopo.streams import RolloutKeys
+from paretopo.jobs import GroupResult, decode, encode
 from paretopo.testbed.model import build_model
 from paretopo.testbed.tokenizer import build_tokenizer
 from services.learner.config import RunConfig
-from services.learner.loop import train
 
 
-async def replay_dequeue(redis_url: str, run_id: str) -> tuple[int, float, float]:
-    """(groups, seconds of XADD+XREADGROUP+XACK, seconds of decoding) for the run's results."""
+async def replay_dequeue(redis_url: str, run_id: str, payloads: list[bytes]
+                         ) -> tuple[int, float, float]:
+    """(groups, seconds of XADD+XREADGROUP+XACK, seconds of decoding) for the run's results
+    (the learner deletes what it took, so the run hands its groups over as payloads)."""
     redis = Redis.from_url(redis_url)
-    entries = await redis.xrange(RolloutKeys(NAMESPACE).results(run_id))
-    payloads = [fields[b"data"] for _, fields in entries]
     stream = f"bench:{run_id}"
     await redis.xgroup_create(stream, "g", id="0", mkstream=True)
     for p in payloads:
@@ -79,9 +79,11 @@ def main() -> None:
                                   "reference_point": [0, 0, 0]}},
             sampling={"max_new_tokens": 64, "max_completion_tokens": 128,
                       "max_tool_calls": 2}))
-        seen = []
-        asyncio.run(train(config, on_step=seen.append))
-        groups, redis_s, decode_s = asyncio.run(replay_dequeue(stack.redis.url, "bench"))
+        seen: list = []
+        recorded = asyncio.run(run(config, seen))
+        payloads = [encode(g) for step in recorded.scored for g in step]
+        groups, redis_s, decode_s = asyncio.run(replay_dequeue(stack.redis.url, "bench",
+                                                               payloads))
     finally:
         stack.stop()
     steady = seen[1:]  # the first step includes the workers' first weight load

@@ -33,24 +33,41 @@ sys.path.insert(0, str(REPO / "tests/integration/learner"))
 
 import torch  # noqa: E402
 from learner_stack import NAMESPACE, start_stack  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
 
 from paretopo.agent_formats import tool_format  # noqa: E402
-from paretopo.jobs import GroupResult, JobKind, decode  # noqa: E402
-from paretopo.streams import RolloutKeys  # noqa: E402
+from paretopo.jobs import GroupResult  # noqa: E402
 from services.learner.backends import build_backend, policy_update, recompute_logprobs  # noqa: E402
 from services.learner.batch import collate  # noqa: E402
 from services.learner.config import BackendConfig, RunConfig, load_run_config  # noqa: E402
-from services.learner.loop import train  # noqa: E402
+from services.learner.loop import Learner  # noqa: E402
 
 
-async def trained_groups(redis_url: str, run_id: str) -> list[GroupResult]:
-    """Every TRAIN group of the run's results stream, in arrival order."""
-    redis = Redis.from_url(redis_url)
-    entries = await redis.xrange(RolloutKeys(NAMESPACE).results(run_id))
-    await redis.aclose()
-    groups = [decode(GroupResult, fields[b"data"]) for _, fields in entries]
-    return [g for g in groups if g.kind is JobKind.TRAIN]
+class RecordingLearner(Learner):
+    """The learner, keeping each step's groups: all of them (what the workers generated) and
+    those it trained on (what the update computed over)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scored: list[list[GroupResult]] = []
+        self.trained: list[list[GroupResult]] = []
+
+    async def _score(self, groups):
+        self.scored.append(list(groups))
+        self.trained.append([])  # until the step trains on some of them
+        return await super()._score(groups)
+
+    def _update(self, groups, adv):
+        self.trained[-1] = list(groups)
+        return super()._update(groups, adv)
+
+
+async def run(config: RunConfig, seen: list) -> RecordingLearner:
+    learner = RecordingLearner(config, on_step=seen.append)
+    try:
+        await learner.run()
+    finally:
+        await learner.close()
+    return learner
 
 
 def learner_floor(config: RunConfig, steps: list[list[GroupResult]]) -> list[float]:
@@ -58,6 +75,9 @@ def learner_floor(config: RunConfig, steps: list[list[GroupResult]]) -> list[flo
     backend = build_backend(config.model_path, config.optim, BackendConfig(threads=1))
     o, out = config.optim, []
     for groups in steps:
+        if not groups:  # every group of the step had zero advantages: no update
+            out.append(0.0)
+            continue
         trajectories = [t for g in groups for t in g.trajectories]
         batch = collate(trajectories, backend.tokenizer.pad_token_id)
         adv = torch.randn(len(trajectories))  # the cost does not depend on the values
@@ -119,14 +139,13 @@ def main() -> None:
                "services": {"redis_url": stack.redis.url, "archive": stack.archive_target,
                             "archive_token": "tok", "namespace": NAMESPACE}}
         config = RunConfig.model_validate(raw)
-        seen = []
-        asyncio.run(train(config, on_step=seen.append))
-        groups = asyncio.run(trained_groups(stack.redis.url, "bench-rl"))
+        seen: list = []
+        recorded = asyncio.run(run(config, seen))
         per_step = config.prompts_per_step
-        steps = [groups[i:i + per_step] for i in range(0, len(groups) - per_step + 1, per_step)]
-        steps = steps[1:len(seen)]  # drop the first step (weight loading, cold caches)
-        learner = learner_floor(config, steps)
-        rollout = rollout_floor(config, steps, stack.executor_target)
+        # drop the first step (weight loading, cold caches); a step without an update (all
+        # groups zero-advantage) has no learner work
+        learner = learner_floor(config, recorded.trained[1:])
+        rollout = rollout_floor(config, recorded.scored[1:], stack.executor_target)
     finally:
         stack.stop()
     actual = [m.step_s for m in seen[1:]]

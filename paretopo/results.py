@@ -2,8 +2,9 @@
 
 A job can produce two results (a worker that was presumed dead finishes after another
 claimed its job); the consumer keeps the first and drops the rest, by job id, with the run's
-consumed-set. The SADD of every job id and the XACK of every entry happen in one MULTI/EXEC,
-so either both take effect or neither does.
+consumed-set. The SADD of every job id and the XACK and XDEL of every entry happen in one
+MULTI/EXEC, so either all take effect or none does. Deleting what was taken keeps the stream
+to what is still to be read: a paper run's results would otherwise grow to tens of GB.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ async def read_groups(redis: Redis, keys: RolloutKeys, run_id: str, consumer: st
     pipe = redis.pipeline(transaction=True)
     for group in groups:
         pipe.sadd(keys.consumed(run_id), group.job_id)
-    pipe.xack(stream, LEARNER_GROUP, *(entry_id for entry_id, _ in entries))
-    added = (await pipe.execute())[:-1]
+    ids = [entry_id for entry_id, _ in entries]
+    pipe.xack(stream, LEARNER_GROUP, *ids)
+    pipe.xdel(stream, *ids)  # the learner is the only reader: taken means done, free the memory
+    added = (await pipe.execute())[:-2]
     fresh = [g for g, new in zip(groups, added, strict=True) if new]
     if len(fresh) < len(groups):
         log.info("dropped %d duplicate result(s) on %s", len(groups) - len(fresh), stream)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 WORKERS_GROUP = "rollout-workers"
 #: Consumer group of the learner on a run's results stream.
 LEARNER_GROUP = "learner"
+#: Dead letters kept (about; the oldest are trimmed): enough to diagnose, bounded in memory.
+DEAD_LETTERS_KEPT = 10_000
 
 
 def run_prefix(namespace: str, run_id: str) -> str:

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from paretopo.jobs import DeadLetter, GroupResult, encode
 from paretopo.results import ensure_group, field
-from paretopo.streams import WORKERS_GROUP, RolloutKeys
+from paretopo.streams import DEAD_LETTERS_KEPT, WORKERS_GROUP, RolloutKeys
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class JobQueue:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(self.keys.results(result.run_id), {"data": encode(result)})
         pipe.xack(self.keys.jobs, WORKERS_GROUP, entry_id)
+        pipe.xdel(self.keys.jobs, entry_id)  # done: the stream keeps only open work
         await pipe.execute()
 
     async def dead_letter(self, entry_id: str, letter: DeadLetter | dict[str, str]) -> None:
@@ -108,6 +109,7 @@ class JobQueue:
         that is not a job at all) and acknowledge it."""
         fields = {"data": encode(letter)} if isinstance(letter, DeadLetter) else letter
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead_letters, fields)
+        pipe.xadd(self.keys.dead_letters, fields, maxlen=DEAD_LETTERS_KEPT, approximate=True)
         pipe.xack(self.keys.jobs, WORKERS_GROUP, entry_id)
+        pipe.xdel(self.keys.jobs, entry_id)
         await pipe.execute()

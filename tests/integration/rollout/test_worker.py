@@ -52,6 +52,9 @@ def test_groups_complete_and_well_formed(redis_server, tmp_path, workers):
         got = await collect(redis, 3, 60)
         assert await redis.xpending(KEYS.jobs, WORKERS_GROUP) == {
             "pending": 0, "min": None, "max": None, "consumers": []}
+        # done work leaves the streams: jobs deleted with their ack, results once taken
+        assert await redis.xlen(KEYS.jobs) == 0
+        assert await redis.xlen(KEYS.results("r1")) == 0
         await redis.aclose()
         return got
 
