@@ -20,13 +20,14 @@ run killed at its time limit still reports what it finished:
    before and after it.
 5. `learner_step`: `services.learner.backends` with the torch backend: `recompute_logprobs`
    then `policy_update` on a random batch: tokens/s, peak memory, loss finite, weights moved.
-6. `deepspeed`: the same step with ZeRO-2 (one process, its rendezvous set in the
-   environment), then a checkpoint round trip (`save_checkpoint`, one more step,
-   `load_checkpoint` gives the saved weights back); "skipped: deepspeed not installed" when it
-   cannot be imported.
-7. `memory_probe`: one `policy_update` at a paper micro-batch shape (`configs/paper/*.yaml`:
+6. `memory_probe`: one `policy_update` at a paper micro-batch shape (`configs/paper/*.yaml`:
    micro-batch 8, 3,072-token completions after a ~384-token prompt); peak memory, or the
    out-of-memory error. `--tiny`: 2 x 128 tokens.
+7. `deepspeed`: the same step as 5 with ZeRO-2 (one process, its rendezvous set in the
+   environment), then a checkpoint round trip (`save_checkpoint`, one more step,
+   `load_checkpoint` gives the saved weights back); "skipped: deepspeed not installed" when it
+   cannot be imported. Last because its first use JIT-builds ops (on CPU the shared-memory
+   communication op: minutes on 2 cores).
 
 Random weights: speeds and memory are real, the text is noise. vLLM (a 336 MB wheel) and
 faiss-gpu are not part of it: they cannot be carried to the lent GPU machine.
@@ -446,8 +447,10 @@ def phase_memory(device: torch.device, tiny: bool, state: dict[str, Any]) -> dic
     return out
 
 
-PHASES = ("env", "model", "cache_vs_recompute", "engine", "learner_step", "deepspeed",
-          "memory_probe")
+#: DeepSpeed last: the slowest and least certain phase (first use JIT-builds its ops) must not
+#: eat the time of the others.
+PHASES = ("env", "model", "cache_vs_recompute", "engine", "learner_step", "memory_probe",
+          "deepspeed")
 
 
 def main(argv: list[str] | None = None) -> int:

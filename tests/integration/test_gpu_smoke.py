@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PHASES = ("env", "model", "cache_vs_recompute", "engine", "learner_step", "deepspeed",
-          "memory_probe")
+PHASES = ("env", "model", "cache_vs_recompute", "engine", "learner_step", "memory_probe",
+          "deepspeed")
 
 
 @pytest.fixture(scope="module")
