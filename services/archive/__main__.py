@@ -4,19 +4,21 @@
 
 Flags override `PARETOPO_ARCHIVE_*` environment variables. Without a Redis URL an embedded
 redis-server is started under `--redis-dir` (fine for one machine; use a real Redis with
-append-only persistence in production). On SIGTERM or SIGINT every part stops, the embedded
-redis-server included; if this process is killed outright, that server exits with it.
+append-only persistence in production). `--http-workers N` serves REST from N processes
+sharing the port (see `services.archive.workers`). On SIGTERM or SIGINT every part stops,
+the workers and the embedded redis-server included; if this process is killed outright,
+they exit with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import logging
+import os
+import shutil
 import signal
-from collections.abc import Iterator
+import tempfile
 
 from services.archive.settings import ArchiveSettings
 
@@ -37,37 +39,23 @@ def parse_settings(argv: list[str] | None = None) -> ArchiveSettings:
     return ArchiveSettings(**overrides)
 
 
-def quiet_gc() -> None:
-    """Keep the objects that exist after start-up out of garbage collection.
-
-    A full collection walks every tracked object (≈ 235k here: FastAPI, gRPC, pydantic,
-    torch) and took up to 209 ms under read load, the whole p99 of a `GET /front`; frozen
-    objects are skipped, so what is left to scan is what requests allocate.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 async def serve(settings: ArchiveSettings) -> None:
-    import uvicorn
-
     from paretopo.grpc_util import GrpcServer
     from services.archive.grpc import ArchiveServicer, registrar
     from services.archive.http import create_app
     from services.archive.service import ArchiveService
     from services.archive.store import ArchiveStore
-
-    class HttpServer(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn's own handlers re-raise the signal once it has stopped, which kills
-            # this process before the embedded Redis and the gRPC server are stopped; the
-            # archive installs its own handlers below instead.
-            yield
+    from services.archive.workers import (
+        RestWorkers,
+        bind_socket,
+        http_server,
+        quiet_gc,
+        worker_settings_json,
+    )
 
     # Handlers first: a signal that arrives while Redis or gRPC start still stops everything.
     signals: list[int] = []
-    http: HttpServer | None = None
+    http = None
 
     def on_signal(sig: int) -> None:
         signals.append(sig)
@@ -78,9 +66,7 @@ async def serve(settings: ArchiveSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
 
-    embedded = None
-    grpc_server = None
-    store = None
+    embedded = grpc_server = store = sock = workers = watcher = None
     try:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -94,36 +80,64 @@ async def serve(settings: ArchiveSettings) -> None:
         service = ArchiveService(store)
         secret = settings.write_token.get_secret_value() if settings.write_token else None
         reader = settings.read_token.get_secret_value() if settings.read_token else None
+        sock = bind_socket(settings.host, settings.http_port)
+        if settings.http_workers > 1:
+            # before gRPC starts its threads, which a fork (even one followed by exec) warns of
+            workers = RestWorkers(settings.http_workers - 1, sock,
+                                  worker_settings_json(settings, redis_url))
+            workers.start()
+            watcher = asyncio.create_task(workers.watch())
         grpc_server = GrpcServer(registrar(ArchiveServicer(service, write_token=secret)),
                                  host=settings.host, port=settings.grpc_port,
                                  reflection_enabled=settings.reflection)
-        app = create_app(service, write_token=secret, read_token=reader,
-                         max_body_bytes=settings.max_body_bytes)
-        http = HttpServer(uvicorn.Config(app, host=settings.host, port=settings.http_port,
-                                         log_level="warning", lifespan="off"))
+        http = http_server(create_app(service, write_token=secret, read_token=reader,
+                                      max_body_bytes=settings.max_body_bytes))
         await grpc_server.start()
-        log.info("archive: gRPC on %s:%d, REST and page on http://%s:%d/", settings.host,
-                 grpc_server.port, settings.host, settings.http_port)
+        log.info("archive: gRPC on %s:%d, REST and page on http://%s:%d/ (%d process%s)",
+                 settings.host, grpc_server.port, settings.host, sock.getsockname()[1],
+                 settings.http_workers, "es" if settings.http_workers > 1 else "")
         quiet_gc()
         if not signals:
-            await http.serve()
+            await http.serve(sockets=[sock])
     finally:
         if signals:
             log.info("received %s: stopping", signal.Signals(signals[0]).name)
+        if workers is not None:
+            workers.stop()
+        if watcher is not None:
+            watcher.cancel()
         if grpc_server is not None:
             await grpc_server.stop()
         if store is not None:
             await store.close()
+        if sock is not None:
+            sock.close()
         if embedded is not None:
             embedded.stop()
             log.info("stopped the embedded redis-server")
+
+
+def shared_metrics_dir(settings: ArchiveSettings) -> str | None:
+    """With REST workers, every process writes its metrics to one directory, so `/metrics`
+    from any of them reports them all (prometheus_client's multiprocess mode). It must be
+    set before prometheus_client is imported. Returns the directory to remove at exit."""
+    if settings.http_workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="paretopo-archive-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = parse_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))
+    metrics_dir = shared_metrics_dir(settings)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ writes, health, Prometheus metrics and the live page. Calls the service object o
 from __future__ import annotations
 
 import hmac
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Annotated, Any
 
@@ -35,7 +36,7 @@ from services.archive.models import (
     RunState,
     Stage,
 )
-from services.archive.service import MAX_BATCH, ArchiveService
+from services.archive.service import MAX_BATCH, ArchiveService, RunView
 
 RunIdPath = Annotated[str, Path(pattern=RUN_ID_PATTERN, description="Run id.")]
 PromptIdPath = Annotated[str, Path(min_length=1, max_length=PROMPT_ID_MAX_CHARS,
@@ -139,6 +140,80 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _render_run(view: RunView) -> bytes:
+    return view.info.model_dump_json().encode()
+
+
+def _render_state(view: RunView) -> bytes:
+    return view.info.state.model_dump_json().encode()
+
+
+def _render_front(view: RunView) -> bytes:
+    info = view.info
+    return Front(run_id=info.config.run_id, objectives=info.config.objectives,
+                 points=info.state.front,
+                 hypervolume=info.state.hypervolume).model_dump_json().encode()
+
+
+# The reads served from a run's cached view, by path suffix: rendered once per version.
+VIEW_RENDERERS: dict[str, Callable[[RunView], bytes]] = {
+    "": _render_run, "/state": _render_state, "/front": _render_front}
+
+
+def render_view(view: RunView, suffix: str) -> bytes:
+    return view.memo(suffix, lambda: VIEW_RENDERERS[suffix](view))
+
+
+class CachedReads:
+    """Answer `GET /api/v1/runs/{id}`, `.../state` and `.../front` straight from the run's
+    cached view, ahead of FastAPI.
+
+    Profiled under 32 readers, FastAPI's routing, parameter validation and dependency
+    solving were the largest part of such a request once the body itself was cached. Only
+    the plain success case is answered here: a wrong token, an unknown or unreadable run or
+    Redis being down fall through to the FastAPI route, so errors and documentation keep
+    one source.
+    """
+
+    PATH = re.compile(r"/api/v1/runs/(" + RUN_ID_PATTERN.strip("^$") + r")(/front|/state)?")
+
+    def __init__(self, app: ASGIApp, *, service: ArchiveService, read_token: str | None,
+                 routes: dict[str, BaseRoute]) -> None:
+        self.app = app
+        self.service = service
+        self.read_token = read_token.encode() if read_token else None
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = self.PATH.fullmatch(scope["path"])
+            if match is not None and self._authorized(scope):
+                run_id, suffix = match.group(1), match.group(2) or ""
+                try:
+                    view = await self.service.run_view(run_id, with_known=suffix != "/front")
+                except ParetopoError:
+                    pass  # the route answers with the error
+                else:
+                    body = render_view(view, suffix)
+                    scope["route"] = self.routes[suffix]  # for the metrics' route label
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self.read_token is None:
+            return True
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, given = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
+                                                                           self.read_token)
+        return False
+
+
 def create_app(service: ArchiveService, *, write_token: str | None = None,
                read_token: str | None = None, max_body_bytes: int = 1 << 20) -> FastAPI:
     """Writes need `write_token` (and are refused when none is configured); reads need
@@ -186,28 +261,18 @@ def create_app(service: ArchiveService, *, write_token: str | None = None,
     @app.get("/api/v1/runs/{run_id}", dependencies=read, tags=["runs"],
              response_model=RunInfo, responses=_errors(*read_errors))
     async def get_run(run_id: RunIdPath) -> Response:
-        view = await service.run_view(run_id)
-        return _json(view.memo("run", lambda: view.info.model_dump_json().encode()))
+        return _json(render_view(await service.run_view(run_id), ""))
 
     @app.get("/api/v1/runs/{run_id}/state", dependencies=read, tags=["runs"],
              response_model=RunState, responses=_errors(*read_errors))
     async def get_state(run_id: RunIdPath) -> Response:
         """Weights, G, rho, stage, hypervolume and front."""
-        view = await service.run_view(run_id)
-        return _json(view.memo("state", lambda: view.info.state.model_dump_json().encode()))
+        return _json(render_view(await service.run_view(run_id), "/state"))
 
     @app.get("/api/v1/runs/{run_id}/front", dependencies=read, tags=["archive"],
              response_model=Front, responses=_errors(*read_errors))
     async def get_front(run_id: RunIdPath) -> Response:
-        view = await service.run_view(run_id)
-
-        def render() -> bytes:
-            info = view.info
-            return Front(run_id=run_id, objectives=info.config.objectives,
-                         points=info.state.front,
-                         hypervolume=info.state.hypervolume).model_dump_json().encode()
-
-        return _json(view.memo("front", render))
+        return _json(render_view(await service.run_view(run_id, with_known=False), "/front"))
 
     @app.get("/api/v1/runs/{run_id}/hypervolume", dependencies=read, tags=["archive"],
              responses=_errors(*read_errors))
@@ -252,6 +317,9 @@ def create_app(service: ArchiveService, *, write_token: str | None = None,
                           ) -> list[int]:
         return await service.get_optimal_calls(run_id, prompt_id)
 
+    routes = {r.path: r for r in app.router.routes if isinstance(r, APIRoute)}
+    app.add_middleware(CachedReads, service=service, read_token=read_token, routes={
+        suffix: routes["/api/v1/runs/{run_id}" + suffix] for suffix in VIEW_RENDERERS})
     _install_handlers(app, write_token=write_token, max_body_bytes=max_body_bytes)
     return app
 

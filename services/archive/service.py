@@ -138,14 +138,21 @@ class ArchiveService:
             self._configs[run_id] = _parse_config(run_id, config_json)
         return self._configs[run_id]
 
-    async def run_view(self, run_id: str) -> RunView:
-        """The run as of now: one small Redis round trip (version and n* count) when nothing
-        changed since the last read, the full config and state otherwise."""
+    async def run_view(self, run_id: str, *, with_known: bool = True) -> RunView:
+        """The run as of now: one small Redis round trip when nothing changed since the last
+        read (the state's version, and the n* count unless `with_known` is false), the full
+        config and state otherwise. Without `with_known` the view's `known_prompts` may be
+        behind: use it only for what does not show that count (the front)."""
         _check_run_id(run_id)
-        version = await self.store.version_and_known(run_id)
         view = self._views.get(run_id)
-        if view is not None and view.version == version:
-            return view
+        if with_known:
+            current = await self.store.version_and_known(run_id)
+            if view is not None and view.version == current:
+                return view
+        else:
+            version = await self.store.version(run_id)
+            if view is not None and view.version[0] == version:
+                return view
         config_json, state, known, state_version = await self.store.config_and_state(run_id)
         if run_id not in self._configs:
             self._configs[run_id] = _parse_config(run_id, config_json)

@@ -22,6 +22,9 @@ class ArchiveSettings(BaseSettings):
         "writes are refused and gRPC writes are open (internal network).")
     read_token: SecretStr | None = Field(None, description="Bearer token for REST reads; "
                                          "unset: reads are open.")
+    http_workers: int = Field(
+        1, ge=1, le=64, description="Processes serving REST on the HTTP port (the first also "
+        "serves gRPC); more use more cores for reads.")
     max_body_bytes: int = Field(
         1 << 20, ge=1024, le=1 << 30, description="Largest REST request body accepted (bytes); "
         "larger ones get 413 before they are read.")

@@ -134,6 +134,11 @@ class ArchiveStore:
             state = {}  # the service reports it as unreadable, naming the run
         return config_json, state, int(known), _version(version)
 
+    async def version(self, run_id: str) -> int | None:
+        """The state's version alone (one GET): what a cached front is keyed on."""
+        async with redis_errors():
+            return _version(await self.client.get(self.keys.version(run_id)))
+
     async def version_and_known(self, run_id: str) -> tuple[int | None, int]:
         """(state version, number of prompts with an n*): what a cached view is keyed on."""
         async with redis_errors(), self.client.pipeline(transaction=False) as pipe:

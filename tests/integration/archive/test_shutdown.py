@@ -79,16 +79,18 @@ def _wait(condition, timeout: float) -> bool:
     return condition()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
-                         ids=lambda s: signal.Signals(s).name)
-def test_no_process_of_the_archive_outlives_it(tmp_path, sig):
+@pytest.mark.parametrize(("sig", "workers"), [
+    (signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGKILL, 1),
+    (signal.SIGTERM, 3), (signal.SIGINT, 3), (signal.SIGKILL, 3),
+], ids=lambda v: signal.Signals(v).name if isinstance(v, signal.Signals) else f"{v}proc")
+def test_no_process_of_the_archive_outlives_it(tmp_path, sig, workers):
     http_port = free_port()
     log_path = tmp_path / "archive.log"
     with open(log_path, "wb") as log:
         archive = subprocess.Popen(
             [sys.executable, "-m", "services.archive", "--grpc-port", str(free_port()),
              "--http-port", str(http_port), "--redis-dir", str(tmp_path / "redis"),
-             "--write-token", TOKEN],
+             "--write-token", TOKEN] + (["--http-workers", str(workers)] if workers > 1 else []),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     redis_pid = None
     try:
@@ -107,6 +109,7 @@ def test_no_process_of_the_archive_outlives_it(tmp_path, sig):
         assert match, log_path.read_text()
         redis_port = int(match.group(1))
         redis_pid = _redis_pid(redis_port)
+        assert len(_session_members(archive.pid)) == workers  # the archive and its workers
 
         os.kill(archive.pid, sig)  # the archive alone, as an orchestrator or a shell does
         code = archive.wait(timeout=30)
