@@ -180,10 +180,11 @@ class LegacyKeywordQwen2(Qwen2ForCausalLM):
                 past_key_values=None, inputs_embeds=None, labels=None, use_cache=None,
                 logits_to_keep=0, **kwargs):
         kwargs.pop("cache", None)
+        parent = {cache_kwarg(Qwen2ForCausalLM): past_key_values}  # whatever this version takes
         return super().forward(input_ids=input_ids, attention_mask=attention_mask,
-                               position_ids=position_ids, cache=past_key_values,
-                               inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
-                               logits_to_keep=logits_to_keep, **kwargs)
+                               position_ids=position_ids, inputs_embeds=inputs_embeds,
+                               labels=labels, use_cache=use_cache,
+                               logits_to_keep=logits_to_keep, **parent, **kwargs)
 
 
 class CacheSwallowingQwen2(Qwen2ForCausalLM):
