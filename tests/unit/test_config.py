@@ -128,3 +128,48 @@ def test_load_yaml_errors_name_file_and_field(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert load_yaml(empty, AlgorithmConfig) == AlgorithmConfig()
+
+
+def _float_fields():
+    for model in (Stage1Config, Stage2Config, RewardConfig, LossConfig):
+        for name, field in model.model_fields.items():
+            if field.annotation is float:
+                yield model, name
+
+
+@pytest.mark.parametrize(("model", "name"), list(_float_fields()),
+                         ids=lambda v: v if isinstance(v, str) else v.__name__)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e309])
+def test_every_float_knob_must_be_finite(model, name, value):
+    """A NaN or an infinity (what JSON's 1e309 parses to) passes `ge`/`gt` checks alone and
+    then poisons everything computed from it."""
+    with pytest.raises(ValidationError) as exc:
+        model.model_validate({name: value})
+    assert_error_names(exc, name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"stage1": {"tau": 1e300}}, ["stage1.tau"]),
+        ({"stage1": {"amplification": 1e300}}, ["stage1.amplification"]),
+        ({"stage1": {"reference_point": [-1e300, 0.0]}}, ["stage1.reference_point.0"]),
+        ({"stage1": {"reference_point": [0.0, 1.5]}}, ["stage1.reference_point.1"]),
+        ({"stage1": {"reference_point": [float("nan"), 0.0]}}, ["stage1.reference_point.0"]),
+        ({"stage1": {"initial_weights": [float("nan"), 1.0]}}, ["stage1.initial_weights"]),
+        ({"reward": {"tool_smoothing": 1e300}}, ["reward.tool_smoothing"]),
+        ({"loss": {"eps_high": 1e300}}, ["loss.eps_high"]),
+        ({"loss": {"kl_coef": 1e300}}, ["loss.kl_coef"]),
+    ],
+)
+def test_knobs_beyond_their_range_name_the_field(kwargs, words):
+    with pytest.raises(ValidationError) as exc:
+        AlgorithmConfig.model_validate(kwargs)
+    assert_error_names(exc, *words)
+
+
+def test_range_ends_are_accepted():
+    cfg = AlgorithmConfig.model_validate({
+        "stage1": {"tau": 1e3, "amplification": 1e3, "reference_point": [-1.0, 1.0]},
+        "reward": {"tool_smoothing": 1e6}, "loss": {"eps_high": 10.0, "kl_coef": 1e3}})
+    assert cfg.stage1.reference_point == [-1.0, 1.0]
