@@ -17,6 +17,7 @@ from typing import Any
 
 from scipy.stats import t as student_t
 
+from paretopo.app.demo import NEEDS_TOOL
 from paretopo.app.report import markdown_table, plot_method_fronts
 
 #: (key, column label) of the numbers compared per task; hypervolume is the run's archive.
@@ -46,7 +47,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
 def run_metrics(report: dict[str, Any], *, at: str = "end") -> dict[str, float]:
     """The compared numbers of one run's report at its start or end."""
     point = report[at]
-    needed = report.get("by_difficulty", {}).get("needs a tool", {})
+    needed = report.get("by_difficulty", {}).get(NEEDS_TOOL, {})
     return {"em": point["em"], "tool_calls": point["tool_calls"],
             "needs_tool_calls": needed.get(f"{at}_calls", math.nan),
             "hypervolume": report["hypervolume"] if at == "end" else math.nan}

@@ -12,10 +12,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from paretopo.app.bench import Results, write_bench
-from paretopo.app.demo import DemoOptions, DemoReport, report_markdown, run_demo
+from paretopo.app.demo import DemoOptions, DemoReport, report_markdown, run_demo, step_budget
 from paretopo.app.stack import LocalStack, StackConfig, StackRunning
 from paretopo.core.advantages import ALGORITHMS
 
@@ -25,41 +32,42 @@ BASELINES = ("grpo", "otc_grpo", "mo_grpo", "fixed_weight", "paretopo")
 ABLATIONS = ("no_stage1", "no_stage2", "no_dynamic_weighting", "no_pareto_ranking")
 
 TaskOpt = Annotated[str, typer.Option("--task", help="Testbed task: calc or kbqa.")]
-MinutesOpt = Annotated[float, typer.Option("--minutes", help="RL wall-clock budget per run.")]
-StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps at most.")]
+MinutesOpt = Annotated[float | None, typer.Option(
+    "--minutes", help="Optional wall-clock cap on RL per run (the budget is --steps, so a "
+    "result does not depend on how busy the machine is).")]
+StepsOpt = Annotated[int | None, typer.Option(
+    "--steps", help="Training steps (default: the task's shipped run, 40).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of data, warm start and sampling.")]
 ObjOpt = Annotated[int, typer.Option("--objectives", min=2, max=3,
                                      help="2: accuracy, tool efficiency; 3: + length.")]
 
 
 def _live(opts: DemoOptions, title: str) -> tuple[DemoReport, LocalStack | None]:
-    """Run one demo with a progress bar over its time budget and a line per training step."""
+    """Run one demo with a progress bar over its training steps and a line per step."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TimeElapsedColumn())
+               MofNCompleteColumn(), TimeElapsedColumn())
+    total = step_budget(opts)
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"{title}: warm start", total=opts.minutes * 60)
-        started = [time.monotonic()]
+        bar = progress.add_task(f"{title}: warm start", total=total)
 
         def on_phase(phase: str) -> None:
-            if phase == "training":
-                started[0] = time.monotonic()
             progress.update(bar, description=f"{title}: {phase}")
 
         def on_step(m: Any) -> None:
             from services.learner.metrics import console_line
 
             progress.console.print(console_line(m), highlight=False)
-            progress.update(bar, completed=time.monotonic() - started[0],
+            progress.update(bar, completed=m.step,
                             description=f"{title}: step {m.step} (stage {m.stage})")
 
         report, stack = run_demo(opts, on_step=on_step, on_phase=on_phase)
-        progress.update(bar, completed=opts.minutes * 60, description=f"{title}: done")
+        progress.update(bar, completed=report.steps, description=f"{title}: done")
     return report, stack
 
 
 def demo(
     task: TaskOpt = "calc",
-    minutes: MinutesOpt = 4.5,
+    minutes: MinutesOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = 0,
     objectives: ObjOpt = 2,
@@ -126,7 +134,7 @@ def bench(
     methods: Annotated[list[str] | None, typer.Option("--method", help="Method(s); default "
                                                       "the baselines and paretopo.")] = None,
     ablations: Annotated[bool, typer.Option(help="Also the four ParetoPO ablations.")] = False,
-    minutes: MinutesOpt = 4.0,
+    minutes: MinutesOpt = None,
     steps: StepsOpt = None,
     seeds: Annotated[list[int], typer.Option(
         "--seed", help="Seeds (warm start, data, sampling); repeat; default 0 1 2.")]
@@ -163,7 +171,7 @@ def bench(
                     results.setdefault(task, {}).setdefault(method, {})[seed] = _bench_run(opts)
     finally:
         stack.stop()
-    budget = f"{minutes} min" + (f" / {steps} steps" if steps else "")
+    budget = f"{steps or 'the shipped'} steps" + (f" (cap {minutes} min)" if minutes else "")
     text = write_bench(out, tasks, chosen, results, seeds, budget)
     console.print(text, markup=False, highlight=False)
     console.print(f"wrote {out}/table.md, results.json and fronts-*.png")

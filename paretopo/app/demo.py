@@ -33,6 +33,7 @@ from paretopo.app.stack import (
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 THIRD_OBJECTIVE = "length_efficiency"
+NEEDS_TOOL = "needs a tool"  # the report's row of the prompts whose answer needs a tool call
 
 
 @dataclass
@@ -41,8 +42,8 @@ class DemoOptions:
 
     task: str = "calc"
     algorithm: str = "paretopo"
-    minutes: float = 4.5  # RL wall-clock budget (the warm start and final report come on top)
-    max_steps: int | None = None
+    minutes: float | None = None  # optional wall-clock cap on RL; the budget is in steps
+    max_steps: int | None = None  # None: the shipped run configuration's
     seed: int = 0
     objectives: int = 2
     model: Path | None = None
@@ -120,7 +121,7 @@ def run_config(opts: DemoOptions, model: Path, stack: StackState, run_id: str) -
     raw["algorithm"]["name"] = opts.algorithm
     if opts.objectives == 3:
         _add_third_objective(raw["algorithm"])
-    raw["budget"] = {"max_minutes": opts.minutes, "max_steps": opts.max_steps}
+    raw["budget"] = {"max_minutes": opts.minutes, "max_steps": step_budget(opts)}
     for key, value in (("group_size", opts.group_size), ("prompts_per_step", opts.prompts_per_step),
                        ("stage1_steps", opts.stage1_steps)):
         if value is not None:
@@ -137,6 +138,14 @@ def run_config(opts: DemoOptions, model: Path, stack: StackState, run_id: str) -
     raw["services"].update(redis_url=stack.redis_url, archive=stack.archive_grpc,
                            archive_token=stack.write_token, metrics_port=None)
     return RunConfig.model_validate(raw)
+
+
+def step_budget(opts: DemoOptions) -> int:
+    """Training steps of the run: `opts.max_steps`, else the shipped configuration's."""
+    from services.learner.config import load_run_config
+
+    shipped = load_run_config(CONFIGS / "runs" / f"{opts.task}_paretopo.yaml").budget.max_steps
+    return opts.max_steps or shipped or 40
 
 
 def _add_third_objective(algorithm: dict[str, Any]) -> None:
@@ -183,11 +192,17 @@ async def _archive_state(stack: StackState, run_id: str) -> Any:
 
 
 def _ideal(task: str, n: int, seed: int) -> tuple[dict[str, float], dict[str, float]]:
-    """The ideal (EM, #Tool) of the validation prompts, and its calls per difficulty."""
-    from paretopo.testbed.tasks import ideal_point
+    """The ideal (EM, #Tool) of the validation prompts, and its calls per difficulty (and
+    on the prompts that need a tool)."""
+    from statistics import fmean
+
+    from paretopo.testbed.tasks import ideal_point, load_items
 
     point = ideal_point(task, "validation", n, seed=seed)
-    return {"em": point.em, "tool_calls": point.mean_calls}, point.calls_by_difficulty
+    needed = [i.min_calls for i in load_items(task, "validation", n, seed=seed) if i.min_calls]
+    calls = dict(point.calls_by_difficulty)
+    calls[NEEDS_TOOL] = fmean(needed) if needed else float("nan")
+    return {"em": point.em, "tool_calls": point.mean_calls}, calls
 
 
 def _by_difficulty(first: dict[str, float], last: dict[str, float],
@@ -198,11 +213,11 @@ def _by_difficulty(first: dict[str, float], last: dict[str, float],
                  "end_calls": last.get(f"tool_calls/{lv}", float("nan")),
                  "ideal_calls": ideal_calls.get(lv, float("nan"))} for lv in levels}
     if "needs_tool/em" in first:
-        rows["needs a tool"] = {
+        rows[NEEDS_TOOL] = {
             "start_em": first["needs_tool/em"], "end_em": last.get("needs_tool/em", float("nan")),
             "start_calls": first["needs_tool/tool_calls"],
             "end_calls": last.get("needs_tool/tool_calls", float("nan")),
-            "ideal_calls": float("nan")}
+            "ideal_calls": ideal_calls.get(NEEDS_TOOL, float("nan"))}
     return rows
 
 
