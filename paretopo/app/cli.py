@@ -149,12 +149,12 @@ def evaluate(
 
 
 def testbed_sampling(task: str):
-    """The rollout limits of the task's shipped run (configs/runs/<task>_paretopo.yaml), so
-    `testbed eval` measures what the learner's validation measures."""
+    """The validation sampling of the task's shipped run (configs/runs/<task>_paretopo.yaml),
+    so `testbed eval` measures what the learner's validation measures."""
     from paretopo.app.demo import CONFIGS
     from services.learner.config import load_run_config
 
-    return load_run_config(CONFIGS / "runs" / f"{task}_paretopo.yaml").sampling
+    return load_run_config(CONFIGS / "runs" / f"{task}_paretopo.yaml").eval_sampling
 
 
 @testbed_app.command("corpus")

@@ -289,7 +289,7 @@ def _report(opts: DemoOptions, config: Any, summary: Any, evaluations: list[dict
         groups_consumed=sum(m["groups"] for m in steps_log), wall_s=wall_s,
         page=f"{stack.page}?run={config.run_id}", plot=str(plot),
         trajectory_plot=str(trajectory), samples_per_prompt=config.eval.samples,
-        eval_temperature=config.eval.sampling.temperature)
+        eval_temperature=config.eval_sampling.temperature)
     report.files = {"report_json": str(out / "report.json"), "report_md": str(out / "report.md"),
                     "metrics": str(config.metrics_log)}
     (out / "report.json").write_text(json.dumps(asdict(report), indent=2))

@@ -85,20 +85,24 @@ class OptimConfig(_Model):
 
 class EvalConfig(_Model):
     """Validation through the rollout path: `samples` sampled completions of each held-out
-    prompt, seeded per (prompt, sample index, policy version) unless `sampling.seed` is set,
-    so two validations of one checkpoint agree exactly. Greedy: samples 1, temperature 0."""
+    prompt with the run's own rollout limits, seeded per (prompt, sample index, policy
+    version) unless a seed is set, so two validations of one checkpoint agree exactly.
+    Greedy: samples 1, temperature 0."""
 
     every: int = Field(5, ge=1, description="Validate after every `every` training steps.")
     prompts: int = Field(96, ge=1, description="Held-out validation prompts per validation.")
     samples: int = Field(8, ge=1, le=1024, description="Completions per validation prompt (k).")
     at_start: bool = Field(True, description="Also validate the initial policy (step 0).")
-    sampling: SamplingParams = Field(
-        default_factory=lambda: SamplingParams(temperature=1.0),
-        description="Evaluation sampling (T = 1 by default, as training samples).")
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature (1: as training "
+                               "samples; 0: greedy).")
+    sampling: SamplingParams | None = Field(
+        None, description="A full override of the validation sampling; None: the run's "
+        "`sampling` (its token and call limits) at `temperature`.")
 
     @model_validator(mode="after")
     def _greedy_is_one_sample(self) -> EvalConfig:
-        if self.sampling.temperature == 0 and self.samples > 1:
+        temperature = self.sampling.temperature if self.sampling else self.temperature
+        if temperature == 0 and self.samples > 1:
             raise ValueError(f"eval.samples = {self.samples} with temperature 0: greedy "
                              "samples are all the same; set eval.samples to 1")
         return self
@@ -193,6 +197,15 @@ class RunConfig(_Model):
             return self.stage1_steps
         epochs = self.algorithm.stage1.stage1_epochs
         return math.ceil(epochs * n_train_prompts / self.prompts_per_step)
+
+    @property
+    def eval_sampling(self) -> SamplingParams:
+        """How validation samples: `eval.sampling`, else the training limits at
+        `eval.temperature` (validation then measures what training rolls out)."""
+        if self.eval.sampling is not None:
+            return self.eval.sampling
+        return self.sampling.model_copy(update={"temperature": self.eval.temperature,
+                                                "seed": None})
 
     @property
     def checkpoint_dir(self) -> Path:

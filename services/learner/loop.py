@@ -151,7 +151,7 @@ class Learner:
     def _eval_sampling(self, prompt: Prompt) -> SamplingParams:
         """Validation sampling seeded by (prompt, policy version); the worker derives each
         sample's seed from it and the sample index, so a checkpoint's validation repeats."""
-        s = self.config.eval.sampling
+        s = self.config.eval_sampling
         if s.seed is not None:
             return s
         return s.model_copy(update={"seed": stable_seed(prompt.id, self.state.policy_version)})

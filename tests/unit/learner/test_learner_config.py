@@ -79,7 +79,19 @@ def test_three_objectives_accepted() -> None:
 def test_greedy_validation_is_one_sample() -> None:
     from services.learner.config import EvalConfig
 
-    assert EvalConfig().samples >= 8 and EvalConfig().sampling.temperature == 1.0
-    assert EvalConfig(samples=1, sampling={"temperature": 0.0}).samples == 1
+    assert EvalConfig().samples >= 8 and EvalConfig().temperature == 1.0
+    assert EvalConfig(samples=1, temperature=0.0).samples == 1
+    with pytest.raises(ValueError, match="greedy samples are all the same"):
+        EvalConfig(samples=8, temperature=0.0)
     with pytest.raises(ValueError, match="greedy samples are all the same"):
         EvalConfig(samples=8, sampling={"temperature": 0.0})
+
+
+def test_validation_rolls_out_with_the_runs_own_limits() -> None:
+    cfg = RunConfig.model_validate({
+        "run_id": "x", "model_path": "m", "output_dir": "o",
+        "sampling": {"temperature": 0.7, "max_new_tokens": 96, "max_completion_tokens": 256,
+                     "max_tool_calls": 3, "seed": 5}})
+    s = cfg.eval_sampling
+    assert (s.temperature, s.max_new_tokens, s.max_completion_tokens, s.max_tool_calls,
+            s.seed) == (1.0, 96, 256, 3, None)
