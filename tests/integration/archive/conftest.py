@@ -55,7 +55,11 @@ def start_archive(redis: EmbeddedRedis, log_dir, **extra: str) -> ArchiveUnderTe
     process = ManagedProcess.python_module("archive", "services.archive", *args,
                                            log_path=log_dir / "archive.log")
     archive = ArchiveUnderTest(process, redis, grpc_port, http_port)
-    archive.start()
+    try:
+        archive.start()
+    except BaseException:
+        process.stop()  # one that started but never became ready must not outlive the test
+        raise
     return archive
 
 

@@ -28,11 +28,13 @@ pytestmark = pytest.mark.slow
 def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
     server = EmbeddedRedis(tmp / "redis").start()
-    archive = start_archive(server, tmp)
     try:
-        yield archive
+        archive = start_archive(server, tmp)
+        try:
+            yield archive
+        finally:
+            archive.process.stop()
     finally:
-        archive.process.stop()
         server.kill()
 
 

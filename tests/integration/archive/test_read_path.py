@@ -22,11 +22,13 @@ def archive3(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"read-path-{request.param}")
     redis = EmbeddedRedis(tmp / "redis").start()
     extra = {"http_workers": str(request.param)} if request.param > 1 else {}
-    archive = start_archive(redis, tmp, **extra)
     try:
-        yield archive
+        archive = start_archive(redis, tmp, **extra)
+        try:
+            yield archive
+        finally:
+            archive.process.stop()
     finally:
-        archive.process.stop()
         redis.kill()
 
 

@@ -41,18 +41,20 @@ def live_archive(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"schemathesis-{request.param}")
     redis = EmbeddedRedis(tmp / "redis").start()
     extra = {"read_token": READ_TOKEN} if request.param == "read-token" else {}
-    archive = start_archive(redis, tmp, **extra)
-    # some real state, so generated reads of an existing run exercise real code paths
-    r = httpx.post(f"{archive.base_url}/api/v1/runs", json={"run_id": "seed"},
-                   headers=HTTP_AUTH)
-    assert r.status_code == 201, r.text
-    r = httpx.post(f"{archive.base_url}/api/v1/runs/seed/outcomes",
-                   json={"step": 0, "outcome": [0.4, 0.6]}, headers=HTTP_AUTH)
-    assert r.status_code == 200, r.text
     try:
-        yield archive, tmp, request.param
+        archive = start_archive(redis, tmp, **extra)
+        try:
+            # some real state, so generated reads of an existing run exercise real code paths
+            r = httpx.post(f"{archive.base_url}/api/v1/runs", json={"run_id": "seed"},
+                           headers=HTTP_AUTH)
+            assert r.status_code == 201, r.text
+            r = httpx.post(f"{archive.base_url}/api/v1/runs/seed/outcomes",
+                           json={"step": 0, "outcome": [0.4, 0.6]}, headers=HTTP_AUTH)
+            assert r.status_code == 200, r.text
+            yield archive, tmp, request.param
+        finally:
+            archive.process.stop()
     finally:
-        archive.process.stop()
         redis.kill()
 
 
