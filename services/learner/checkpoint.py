@@ -5,6 +5,12 @@ Layout under `root`: `step_000010/` (`policy/` in HF format, `optimizer.pt`, `rn
 written into a temporary directory, every file fsynced, then renamed into place; `LATEST`
 is replaced the same way (tmp + fsync + rename) only after that. A `kill -9` at any moment
 therefore leaves either the previous checkpoint or the new one, never a half-written one.
+
+A backend with an engine checkpoint of its own (DeepSpeed: `save_checkpoint`/`load_checkpoint`,
+each rank writing its optimizer partition) writes `engine/` instead of `optimizer.pt`, and
+resumes from it: weights and optimizer state exactly as they were (at ZeRO-2/3 the optimizer's
+`state_dict` is a partition, not something `optimizer.pt` could restore). `policy/` is then
+the HF export the backend is built from before `engine/` is loaded over it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.learner.backends import Backend
 
 LATEST = "LATEST"
+ENGINE = "engine"
+
+
+def has_engine_checkpoint(backend: Backend) -> bool:
+    """Whether `backend` saves and restores its own state (DeepSpeed)."""
+    return callable(getattr(backend, "save_checkpoint", None)) and \
+        callable(getattr(backend, "load_checkpoint", None))
 
 
 class LoopState(BaseModel):
@@ -95,7 +108,10 @@ def save_checkpoint(root: Path, state: LoopState, backend: Backend, *, keep: int
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         backend.save_policy(tmp / "policy")
-        torch.save(backend.optimizer_state(), tmp / "optimizer.pt")
+        if has_engine_checkpoint(backend):
+            backend.save_checkpoint(tmp / ENGINE)  # type: ignore[attr-defined]
+        else:
+            torch.save(backend.optimizer_state(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(state.model_dump_json(indent=2))
         _fsync_tree(tmp)
@@ -134,7 +150,11 @@ def load_state(path: Path) -> LoopState:
 
 def restore(path: Path, backend: Backend) -> LoopState:
     """Load optimizer and RNG states of checkpoint `path` (the policy weights were loaded
-    by building the backend from `path / "policy"`); returns its loop state."""
-    backend.load_optimizer_state(torch.load(path / "optimizer.pt", weights_only=False))
+    by building the backend from `path / "policy"`; an engine checkpoint restores them again,
+    with the optimizer's partitions); returns its loop state."""
+    if has_engine_checkpoint(backend):
+        backend.load_checkpoint(path / ENGINE)  # type: ignore[attr-defined]
+    else:
+        backend.load_optimizer_state(torch.load(path / "optimizer.pt", weights_only=False))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return load_state(path)

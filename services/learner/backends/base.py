@@ -30,8 +30,9 @@ class Backend(Protocol):
     def train(self, mode: bool) -> None:
         """Training or evaluation mode (dropout)."""
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Accumulate the gradient of `loss`."""
+    def backward(self, loss: torch.Tensor, *, last: bool = True) -> None:
+        """Accumulate the gradient of `loss`; `last` marks the final micro-batch before
+        `step()` (DeepSpeed reduces the accumulated gradients at that backward)."""
 
     def step(self) -> float:
         """Clip, apply and zero the accumulated gradient; returns the pre-clip grad norm."""
@@ -109,19 +110,18 @@ def policy_update(
         mini_tokens = int(batch.loss_mask[mini].sum())
         if mini_tokens == 0:
             continue
-        for part in chunks(len(mini_ids), micro_batch_size):
-            rows = mini_ids[part]
+        parts = [mini_ids[part] for part in chunks(len(mini_ids), micro_batch_size)]
+        parts = [rows for rows in parts if bool(batch.loss_mask[rows].any())]
+        for i, rows in enumerate(parts):
             sub = batch.rows(rows).to(backend.device)
             n_tok = int(sub.loss_mask.sum())
-            if n_tok == 0:
-                continue
             width = sub.loss_mask.shape[1]
             logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
                                            sub.input_ids)
             value, stats = dapo_policy_loss(
                 logp, old_logp[rows, :width].to(logp.device), advantages[rows].to(logp.device),
                 sub.loss_mask, loss.eps_low, loss.eps_high)
-            backend.backward(value * (n_tok / mini_tokens))
+            backend.backward(value * (n_tok / mini_tokens), last=i == len(parts) - 1)
             totals["loss"] += value.item() * n_tok
             totals["clip"] += stats.clip_fraction * n_tok
             totals["entropy"] += float(entropy[sub.loss_mask].sum())

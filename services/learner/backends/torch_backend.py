@@ -27,7 +27,8 @@ class TorchBackend:
     def train(self, mode: bool) -> None:
         self.model.train(mode)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, *, last: bool = True) -> None:
+        del last  # gradients simply accumulate until step()
         loss.backward()
 
     def step(self) -> float:
