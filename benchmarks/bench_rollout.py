@@ -2,12 +2,15 @@
 with tool calls for 1 vs N worker processes.
 
     .venv/bin/python benchmarks/bench_rollout.py [--batch 32] [--new-tokens 64] [--workers 4]
-        [--skip-workers] [--sampler-vocab 151936]
+        [--parts engine,sampler,workers] [--sampler-vocab 151936]
 
 1. Engine: the testbed policy (default `ModelConfig`, random weights) decodes the same batch of
    prompts with our `TorchEngine` and with `model.generate` (both KV-cached, no stop strings,
    EOS suppressed by forcing min length so both generate exactly `--new-tokens` per row);
-   greedy and sampled (T=1, top-p 0.95). Reported: generated tokens/s and the ratio.
+   greedy and sampled (T=1, top-p 0.95; unseeded and seeded). Reported: generated tokens/s
+   (wall and per CPU-second of this process) and the ratio. To compare with an older commit:
+   `git archive <commit> | tar -x -C /tmp/before` and run this script with
+   `PYTHONPATH=/tmp/before` (the engine is imported from there; the header says which).
 2. Sampler: `sample_next` (per-row streams, inverse CDF in float64) against the plain
    `torch.multinomial` draw from the same processed distribution, at a Qwen2.5-sized vocabulary
    (the testbed's char vocabulary hides the per-token cost): microseconds per decode step.
@@ -45,12 +48,17 @@ def engine_bench(policy: Path, batch: int, new_tokens: int, repeats: int) -> lis
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     lines = []
     for label, params in (("greedy", SamplingParams(temperature=0.0)),
-                          ("sampled T=1 top-p 0.95", SamplingParams(temperature=1.0, top_p=0.95))):
-        ours, hf = [], []
+                          ("sampled T=1 top-p 0.95", SamplingParams(temperature=1.0, top_p=0.95)),
+                          ("sampled, seeded", SamplingParams(temperature=1.0, top_p=0.95,
+                                                             seed=3))):
+        ours, ours_cpu, hf = [], [], []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             gens = engine.generate_sync(prompts, params, [], new_tokens)
-            ours.append(sum(len(g.token_ids) for g in gens) / (time.perf_counter() - start))
+            n = sum(len(g.token_ids) for g in gens)
+            ours.append(n / (time.perf_counter() - start))
+            # CPU seconds of this process: steadier than wall time on a shared machine.
+            ours_cpu.append(n / (time.process_time() - cpu))
             sample = params.temperature > 0
             start = time.perf_counter()
             with torch.inference_mode():
@@ -61,13 +69,16 @@ def engine_bench(policy: Path, batch: int, new_tokens: int, repeats: int) -> lis
             n = (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
             hf.append(n / (time.perf_counter() - start))
         o, h = statistics.median(ours), statistics.median(hf)
-        lines.append(f"| {label} | {batch} | {new_tokens} | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
+        c = statistics.median(ours_cpu)
+        lines.append(f"| {label} | {batch} | {new_tokens} | {o:,.0f} | {c:,.0f} | {h:,.0f} | "
+                     f"{o / h:.2f} |")
     return lines
 
 
 def _time_sampler(logits: torch.Tensor, t: float, k: int, p: float, repeats: int
                   ) -> tuple[float, float]:
-    """µs per call of `sample_next` and of the old shared-generator multinomial draw."""
+    """CPU µs per call of `sample_next` and of the old shared-generator multinomial draw
+    (process time, interleaved: steadier than wall time on a shared machine)."""
     import random
 
     from services.rollout.sampling import RowStreams, _truncate, derive_seed, sample_next
@@ -91,10 +102,10 @@ def _time_sampler(logits: torch.Tensor, t: float, k: int, p: float, repeats: int
     times = {}
     for name, fn in (("ours", ours), ("multinomial", multinomial)) * 2:  # interleaved, warm
         fn()
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(repeats):
             fn()
-        times[name] = (time.perf_counter() - start) / repeats * 1e6
+        times[name] = (time.process_time() - start) / repeats * 1e6
     return times["ours"], times["multinomial"]
 
 
@@ -190,26 +201,34 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=16)
     p.add_argument("--group", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--skip-workers", action="store_true", help="engine and sampler only")
-    p.add_argument("--sampler-vocab", type=int, default=151936, help="0 skips the sampler part")
+    p.add_argument("--parts", default="engine,sampler,workers",
+                   help="comma-separated: engine, sampler, workers")
+    p.add_argument("--sampler-vocab", type=int, default=151936)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    parts = set(args.parts.split(","))
+    import services.rollout.torch_engine as engine_module
+
+    # An older tree put first on PYTHONPATH is measured by this same script (before/after).
+    print(f"engine source: {Path(engine_module.__file__).resolve().parents[2]}\n")
     tok = build_tokenizer()
     policy = save_policy(build_model(tok), tok, Path(tempfile.mkdtemp()) / "policy")
-    print("| sampling | batch | new tokens/row | TorchEngine tok/s | HF generate tok/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    print("\n".join(engine_bench(policy, args.batch, args.new_tokens, args.repeats)))
-    if args.sampler_vocab:
+    if "engine" in parts:
+        print("| sampling | batch | new tokens/row | TorchEngine tok/s | TorchEngine tok/CPU-s | "
+              "HF generate tok/s | ratio (wall) |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(engine_bench(policy, args.batch, args.new_tokens, args.repeats)))
         print()
-        print("| sampler | batch | vocab | sample_next µs/step | multinomial µs/step | ratio |")
+    if "sampler" in parts:
+        print("| sampler | batch | vocab | sample_next CPU µs/step | multinomial CPU µs/step | "
+              "ratio |")
         print("|---|---|---|---|---|---|")
         print("\n".join(sampler_bench(args.batch, args.sampler_vocab)))
-    if args.skip_workers:
-        return
-    print()
-    print("| worker processes | jobs x G | seconds | trajectories/s | tool calls/traj |")
-    print("|---|---|---|---|---|")
-    print("\n".join(workers_bench(policy, [1, args.workers], args.jobs, args.group)))
+        print()
+    if "workers" in parts:
+        print("| worker processes | jobs x G | seconds | trajectories/s | tool calls/traj |")
+        print("|---|---|---|---|---|")
+        print("\n".join(workers_bench(policy, [1, args.workers], args.jobs, args.group)))
 
 
 if __name__ == "__main__":
