@@ -20,8 +20,10 @@ run killed at its time limit still reports what it finished:
    before and after it.
 5. `learner_step`: `services.learner.backends` with the torch backend: `recompute_logprobs`
    then `policy_update` on a random batch: tokens/s, peak memory, loss finite, weights moved.
-6. `memory_probe`: one `policy_update` at a paper micro-batch shape (`configs/paper/*.yaml`:
-   micro-batch 8, 3,072-token completions after a ~384-token prompt); peak memory, or the
+6. `memory_probe`: one `policy_update` at a paper micro-batch shape with that config's
+   memory options (`--paper-config`, default ToRL 1.5B: micro-batch 8, 3,072-token
+   completions, after a ~384-token prompt; its `backend` options such as gradient
+   checkpointing or chunked log-probabilities, on the torch backend); peak memory, or the
    out-of-memory error. `--tiny`: 2 x 128 tokens.
 7. `deepspeed`: the same step as 5 with ZeRO-2 (one process, its rendezvous set in the
    environment), then a checkpoint round trip (`save_checkpoint`, one more step,
@@ -62,8 +64,10 @@ QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864,
                   max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
                   tie_word_embeddings=True)
 
-#: The paper configs' micro-batch (optim.micro_batch_size: 8 in all four) and ToRL's lengths.
-PAPER_MICRO_BATCH, PAPER_PROMPT, PAPER_COMPLETION = 8, 384, 3072
+#: A ToRL prompt's length in Qwen2.5 tokens, roughly (the template and a MATH problem); the
+#: micro-batch and the completion length come from the paper config itself.
+PAPER_PROMPT = 384
+PAPER_CONFIG = REPO / "configs" / "paper" / "torl_qwen2.5-math-1.5b.yaml"
 
 
 class Smoke:
@@ -416,18 +420,37 @@ def phase_deepspeed(device: torch.device, tiny: bool, workdir: Path,
                        "second_step_moved": drift > 0, "restore_exact": restored == 0.0}}
 
 
-def phase_memory(device: torch.device, tiny: bool, state: dict[str, Any]) -> dict[str, Any]:
+def _paper_settings(path: Path) -> tuple[dict[str, Any], int, int]:
+    """The paper config's memory-relevant backend options (those `BackendConfig` knows, less
+    name/device/zero_stage), its micro-batch and its completion length."""
+    import yaml
+
+    from services.learner.config import BackendConfig
+
+    raw = yaml.safe_load(path.read_text())
+    skip = {"name", "device", "zero_stage"}
+    backend = {k: v for k, v in (raw.get("backend") or {}).items()
+               if k in BackendConfig.model_fields and k not in skip}
+    return (backend, int(raw["optim"]["micro_batch_size"]),
+            int(raw["sampling"]["max_completion_tokens"]))
+
+
+def phase_memory(device: torch.device, tiny: bool, paper_config: Path,
+                 state: dict[str, Any]) -> dict[str, Any]:
     from services.learner.backends import build_backend
     from services.learner.config import BackendConfig, OptimConfig
 
-    rows, prompt, completion = ((2, 32, 96) if tiny
-                                else (PAPER_MICRO_BATCH, PAPER_PROMPT, PAPER_COMPLETION))
+    options, micro, completion = _paper_settings(paper_config)
+    rows, prompt = micro, PAPER_PROMPT
+    if tiny:
+        rows, prompt, completion = 2, 32, 96
     backend = build_backend(state["policy"], OptimConfig(lr=1e-6, micro_batch_size=rows),
                             BackendConfig(name="torch", device=str(device),
-                                          threads=torch.get_num_threads()))
+                                          threads=torch.get_num_threads(), **options))
     vocab = int(backend.model.config.vocab_size)
     batch, adv = _random_batch(vocab, rows, prompt, completion)
-    out: dict[str, Any] = {"micro_batch": rows, "tokens_per_row": prompt + completion,
+    out: dict[str, Any] = {"paper_config": str(paper_config), "backend_options": options,
+                           "micro_batch": rows, "tokens_per_row": prompt + completion,
                            "vocab": vocab}
     if device.type == "cuda":
         out["weights_and_optimizer_mib_before"] = round(torch.cuda.memory_allocated() / 2**20, 1)
@@ -462,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phases", default=",".join(PHASES),
                    help="comma-separated subset (model is added when another phase needs it)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--paper-config", type=Path, default=PAPER_CONFIG,
+                   help="the memory probe's micro-batch, completion length and backend options")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -486,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine": lambda: phase_engine(device, args.tiny, st),
             "learner_step": lambda: phase_learner(device, args.tiny, st),
             "deepspeed": lambda: phase_deepspeed(device, args.tiny, workdir, st),
-            "memory_probe": lambda: phase_memory(device, args.tiny, st),
+            "memory_probe": lambda: phase_memory(device, args.tiny, args.paper_config, st),
         }
         for name in PHASES:
             if name not in wanted:
