@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from paretopo.jobs import TrajectoryRecord
 
@@ -60,15 +61,47 @@ def collate(trajectories: Sequence[TrajectoryRecord], pad_id: int) -> PolicyBatc
 
 
 def token_logprobs(
-    logits: torch.Tensor, input_ids: torch.Tensor
+    logits: torch.Tensor, input_ids: torch.Tensor, *, chunk: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities (N, T-1) of tokens 1..T-1, and the entropy (N, T-1) of each
-    predictive distribution (detached: a diagnostic, never trained on)."""
-    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    taken = log_probs.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-    return taken, entropy
+    predictive distribution (detached: a diagnostic, never trained on).
+
+    `chunk` > 0 computes them `chunk` sequence positions at a time, so the fp32
+    full-vocabulary log-softmax exists for one slice (N, chunk, V) at a time, never for the
+    whole micro-batch; under autograd each slice is recomputed in the backward pass (only the
+    logits themselves are kept). The result equals the unchunked one (tested to 1e-5, values
+    and gradients). `chunk` = 0: all positions at once.
+    """
+    targets = input_ids[:, 1:]
+    width = targets.shape[1]
+    if chunk <= 0 or chunk >= width:
+        return _slice_logprobs(logits[:, :width], targets), _slice_entropy(logits[:, :width])
+    logits = logits[:, :width]  # a view: the last position predicts nothing here
+    taken, entropy = [], []
+    grad = torch.is_grad_enabled() and logits.requires_grad
+    for start in range(0, width, chunk):
+        part, tgt = logits[:, start : start + chunk], targets[:, start : start + chunk]
+        if grad:
+            taken.append(checkpoint(_slice_logprobs, part, tgt, use_reentrant=False))
+        else:
+            taken.append(_slice_logprobs(part, tgt))
+        entropy.append(_slice_entropy(part))
+    return torch.cat(taken, dim=1), torch.cat(entropy, dim=1)
+
+
+def _slice_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] in fp32, through logsumexp (no (.., V) log-prob tensor)."""
+    x = logits.float()
+    picked = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(x, dim=-1)
+
+
+@torch.no_grad()
+def _slice_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) in fp32: logsumexp(x) - sum(softmax(x) * x)."""
+    x = logits.float()
+    probs = torch.softmax(x, dim=-1)
+    return torch.logsumexp(x, dim=-1) - (probs * x).sum(-1)
 
 
 def chunks(n: int, size: int) -> list[slice]:

@@ -107,7 +107,7 @@ def save_checkpoint(root: Path, state: LoopState, backend: Backend, *, keep: int
     final = root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        backend.save_policy(tmp / "policy")
+        backend.save_policy(tmp / "policy", dtype=torch.float32)  # full precision to resume
         if has_engine_checkpoint(backend):
             backend.save_checkpoint(tmp / ENGINE)  # type: ignore[attr-defined]
         else:

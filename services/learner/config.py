@@ -129,6 +129,28 @@ class BackendConfig(_Model):
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0 ...")
     threads: int = Field(1, ge=1, description="torch intra-op threads (CPU): 1 where the "
                          "learner shares a small machine with rollout workers.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute each decoder layer's activations in the backward pass "
+        "(HF gradient_checkpointing_enable): keeps one layer input per token and layer "
+        "instead of every intermediate (docs/memory.md).")
+    bf16_autocast: bool = Field(
+        True, description="torch backend on CUDA: forward and backward under bf16 autocast "
+        "(fp32 master weights and optimizer). Off on CPU whatever this says; DeepSpeed "
+        "trains in bf16 on CUDA through its own config.")
+    logprob_chunk: int = Field(
+        512, ge=0, description="Sequence positions per slice of the fp32 log-softmax/entropy "
+        "(the full-vocabulary fp32 tensor never exists for the whole micro-batch); 0: all "
+        "positions at once.")
+    publish_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype of published weights (what rollout workers load); auto: "
+        "bfloat16 when training on CUDA, float32 on CPU. Checkpoints keep full precision.")
+
+    @property
+    def published_dtype(self) -> str:
+        """`publish_dtype` resolved: "bfloat16" or "float32"."""
+        if self.publish_dtype != "auto":
+            return self.publish_dtype
+        return "bfloat16" if self.device.startswith("cuda") else "float32"
 
 
 class ServicesConfig(_Model):

@@ -25,8 +25,24 @@ def build_backend(model_path: Path, optim: OptimConfig, backend: BackendConfig) 
 
         import_deepspeed()  # fail before loading weights when it is missing
         model, tokenizer = load_policy(model_path)
+        enable_memory_options(model, backend)
         return DeepSpeedBackend(model, tokenizer, optim, backend)
     from services.learner.backends.torch_backend import TorchBackend
 
     model, tokenizer = load_policy(model_path)
-    return TorchBackend(model, tokenizer, optim, device=backend.device)
+    enable_memory_options(model, backend)
+    return TorchBackend(model, tokenizer, optim, device=backend.device,
+                        bf16_autocast=backend.bf16_autocast, logprob_chunk=backend.logprob_chunk,
+                        publish_dtype=backend.published_dtype)
+
+
+def enable_memory_options(model, backend: BackendConfig) -> None:
+    """Gradient (activation) checkpointing of every decoder layer, non-reentrant, when
+    `backend.gradient_checkpointing`."""
+    if backend.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24's name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.config.use_cache = False  # a KV cache is useless in training and warns

@@ -37,8 +37,9 @@ class Backend(Protocol):
     def step(self) -> float:
         """Clip, apply and zero the accumulated gradient; returns the pre-clip grad norm."""
 
-    def save_policy(self, path: Path) -> None:
-        """Write the weights in Hugging Face format (with the tokenizer) into `path`."""
+    def save_policy(self, path: Path, *, dtype: torch.dtype | None = None) -> None:
+        """Write the weights in Hugging Face format (with the tokenizer) into `path`, in
+        `dtype` (None: the backend's publishing dtype, `backend.published_dtype`)."""
 
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's state dict (for checkpoints)."""
@@ -60,6 +61,11 @@ class UpdateStats:
     optimizer_steps: int
 
 
+def _chunk(backend: Backend) -> int:
+    """Sequence positions per log-softmax slice (`backend.logprob_chunk`, 0: unchunked)."""
+    return int(getattr(backend, "logprob_chunk", 0))
+
+
 @torch.no_grad()
 def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: int,
                        ) -> torch.Tensor:
@@ -68,7 +74,8 @@ def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: i
     out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
     for part in chunks(len(batch), micro_batch_size):
         sub = batch.rows(part).to(backend.device)
-        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids)
+        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids,
+                                 chunk=_chunk(backend))
         out[part, : logp.shape[1]] = logp.float().cpu()
     return out
 
@@ -81,7 +88,8 @@ def post_update_kl(backend: Backend, batch: PolicyBatch, old_logp: torch.Tensor,
     total, tokens = 0.0, int(batch.loss_mask.sum())
     for part in chunks(len(batch), micro_batch_size):
         sub = batch.rows(part).to(backend.device)
-        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids)
+        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids,
+                                 chunk=_chunk(backend))
         width = sub.loss_mask.shape[1]
         total += kl_k3_sum(logp.float().cpu(), old_logp[part, :width], sub.loss_mask.cpu())
     backend.train(True)
@@ -117,7 +125,7 @@ def policy_update(
             n_tok = int(sub.loss_mask.sum())
             width = sub.loss_mask.shape[1]
             logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
-                                           sub.input_ids)
+                                           sub.input_ids, chunk=_chunk(backend))
             value, stats = dapo_policy_loss(
                 logp, old_logp[rows, :width].to(logp.device), advantages[rows].to(logp.device),
                 sub.loss_mask, loss.eps_low, loss.eps_high)

@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from paretopo.errors import FailedPrecondition
+from services.learner.backends.export import export_policy
 from services.learner.config import BackendConfig, OptimConfig
 
 #: The engine-checkpoint tag (one per checkpoint directory).
@@ -115,6 +116,8 @@ class DeepSpeedBackend:
         deepspeed = import_deepspeed()
         init_process_group(backend)
         self.tokenizer = tokenizer
+        self.logprob_chunk = backend.logprob_chunk
+        self.publish_dtype = getattr(torch, backend.published_dtype)
         self.rank = torch.distributed.get_rank()
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.parameters(),
@@ -141,7 +144,7 @@ class DeepSpeedBackend:
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else 0.0
 
-    def save_policy(self, path: Path) -> None:
+    def save_policy(self, path: Path, *, dtype: torch.dtype | None = None) -> None:
         """HF export for publishing: under ZeRO-3 every rank takes part in the gather, rank 0
         writes."""
         if self.engine.zero_optimization_stage() == 3:
@@ -149,8 +152,8 @@ class DeepSpeedBackend:
         else:
             state = None
         if self.rank == 0:
-            self.engine.module.save_pretrained(path, state_dict=state)
-            self.tokenizer.save_pretrained(path)
+            export_policy(self.engine.module, self.tokenizer, path, dtype or self.publish_dtype,
+                          state)
 
     def save_checkpoint(self, path: Path) -> None:
         """The engine's own checkpoint (weights, optimizer partitions) under `path`; every

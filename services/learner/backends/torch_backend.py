@@ -8,13 +8,19 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from services.learner.backends.export import export_policy
 from services.learner.config import OptimConfig
 
 
 class TorchBackend:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                 optim: OptimConfig, *, device: str = "cpu") -> None:
+                 optim: OptimConfig, *, device: str = "cpu", bf16_autocast: bool = True,
+                 logprob_chunk: int = 0, publish_dtype: str = "float32") -> None:
         self.device = torch.device(device)
+        # bf16 autocast on CUDA only (CPU bf16 matmuls are slow and not what CI checks).
+        self.autocast = bf16_autocast and self.device.type == "cuda"
+        self.logprob_chunk = logprob_chunk
+        self.publish_dtype = getattr(torch, publish_dtype)
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.grad_clip = optim.grad_clip
@@ -22,7 +28,8 @@ class TorchBackend:
                                            weight_decay=optim.weight_decay)
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def train(self, mode: bool) -> None:
         self.model.train(mode)
@@ -37,9 +44,8 @@ class TorchBackend:
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
 
-    def save_policy(self, path: Path) -> None:
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+    def save_policy(self, path: Path, *, dtype: torch.dtype | None = None) -> None:
+        export_policy(self.model, self.tokenizer, path, dtype or self.publish_dtype)
 
     def optimizer_state(self) -> dict[str, Any]:
         return self.optimizer.state_dict()
