@@ -1,0 +1,163 @@
+"""A learner of several ranks (`torchrun --nproc_per_node N -m services.learner`): the update
+of one training step scattered over the ranks, with the same result as one rank.
+
+Rank 0 splits each mini-batch's trajectories round-robin over the ranks and scatters them.
+Every rank then runs the same number of forward and backward passes (a rank with fewer
+micro-batches runs zero-weight ones: ZeRO-3 gathers parameters in every forward, a collective
+all ranks must join); each micro-batch's loss is weighted by its tokens over the mini-batch's
+tokens on all ranks (all-reduced) times the world size, since DeepSpeed averages gradients
+over ranks: N ranks take the very step one rank takes, up to summation order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from paretopo.config import LossConfig
+from paretopo.core.loss import dapo_policy_loss, kl_k3_sum
+from services.learner.backends.base import Backend, UpdateStats, _chunk
+from services.learner.batch import PolicyBatch, chunks, token_logprobs
+
+
+def world_size() -> int:
+    """Ranks of this learner (torchrun's WORLD_SIZE; 1 when started alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One rank's trajectories of one mini-batch, and their advantages."""
+
+    batch: PolicyBatch | None  # None: this rank has no row of the mini-batch
+    advantages: torch.Tensor
+
+
+def shard_batch(batch: PolicyBatch, advantages: torch.Tensor, mini_batches: int,
+                world: int) -> list[list[Shard]]:
+    """[rank][mini-batch] -> Shard: the mini-batches `policy_update` would take, each split
+    round-robin over `world` ranks."""
+    out: list[list[Shard]] = [[] for _ in range(world)]
+    for mini in chunks(len(batch), -(-len(batch) // mini_batches)):
+        ids = torch.arange(len(batch))[mini]
+        for r in range(world):
+            rows = ids[r::world]
+            out[r].append(Shard(batch.rows(rows) if len(rows) else None, advantages[rows]))
+    return out
+
+
+def _sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _max(value: int, device: torch.device) -> int:
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def _dummy(backend: Backend) -> torch.Tensor:
+    """A forward pass over one two-token row (keeps ranks' collectives in step)."""
+    ids = torch.zeros((1, 2), dtype=torch.long, device=backend.device)
+    return backend.logits(ids, torch.ones_like(ids))
+
+
+def _comm_device(backend: Backend) -> torch.device:
+    return backend.device if backend.device.type == "cuda" else torch.device("cpu")
+
+
+@torch.no_grad()
+def _logprobs(backend: Backend, shards: list[Shard], micro: int) -> list[torch.Tensor | None]:
+    """log π (rows, T-1) of every shard under the current policy, forward counts equalised."""
+    backend.train(False)
+    plan = [(i, part) for i, s in enumerate(shards) if s.batch is not None
+            for part in chunks(len(s.batch), micro)]
+    out: list[torch.Tensor | None] = [
+        torch.zeros(s.batch.loss_mask.shape) if s.batch is not None else None for s in shards]
+    for k in range(_max(len(plan), _comm_device(backend))):
+        if k >= len(plan):
+            _dummy(backend)
+            continue
+        i, part = plan[k]
+        sub = shards[i].batch.rows(part).to(backend.device)
+        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
+                                 sub.input_ids, chunk=_chunk(backend))
+        out[i][part, : logp.shape[1]] = logp.float().cpu()
+    return out
+
+
+def sharded_update(backend: Backend, shards: list[Shard], loss: LossConfig, *,
+                   micro_batch_size: int) -> UpdateStats:
+    """This rank's part of the step (every rank calls it with its shards, same count of
+    mini-batches); the statistics returned are over all ranks."""
+    world, device = dist.get_world_size(), _comm_device(backend)
+    old = _logprobs(backend, shards, micro_batch_size)
+    backend.train(True)
+    totals = [0.0, 0.0, 0.0, 0.0]  # loss·tokens, clip·tokens, entropy sum, tokens
+    grad_norms = []
+    for m, shard in enumerate(shards):
+        local = int(shard.batch.loss_mask.sum()) if shard.batch is not None else 0
+        (mini_tokens,) = _sum([float(local)], device)
+        if mini_tokens == 0:
+            continue
+        parts = [] if shard.batch is None else [
+            torch.arange(len(shard.batch))[p] for p in chunks(len(shard.batch), micro_batch_size)]
+        parts = [rows for rows in parts if bool(shard.batch.loss_mask[rows].any())]
+        count = _max(len(parts), device)
+        for i in range(count):
+            last = i == count - 1
+            if i >= len(parts):
+                backend.backward(_dummy(backend).sum() * 0.0, last=last)
+                continue
+            rows = parts[i]
+            sub = shard.batch.rows(rows).to(backend.device)
+            n_tok, width = int(sub.loss_mask.sum()), sub.loss_mask.shape[1]
+            logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
+                                           sub.input_ids, chunk=_chunk(backend))
+            value, stats = dapo_policy_loss(
+                logp, old[m][rows, :width].to(logp.device),
+                shard.advantages[rows].to(logp.device), sub.loss_mask, loss.eps_low,
+                loss.eps_high)
+            backend.backward(value * (n_tok * world / mini_tokens), last=last)
+            totals[0] += value.item() * n_tok
+            totals[1] += stats.clip_fraction * n_tok
+            totals[2] += float(entropy[sub.loss_mask].sum())
+            totals[3] += n_tok
+        grad_norms.append(backend.step())
+    # KL(π_old ‖ π_new) over all ranks' tokens, after the last step (as `policy_update`).
+    kl_sum = 0.0
+    if grad_norms:
+        new = _logprobs(backend, shards, micro_batch_size)
+        for m, shard in enumerate(shards):
+            if shard.batch is not None:
+                kl_sum += kl_k3_sum(new[m], old[m], shard.batch.loss_mask)
+    backend.train(True)
+    loss_sum, clip_sum, entropy_sum, tokens, kl_sum = _sum([*totals, kl_sum], device)
+    denom = max(tokens, 1.0)
+    return UpdateStats(loss=loss_sum / denom, clip_fraction=clip_sum / denom,
+                       approx_kl=kl_sum / denom, entropy=entropy_sum / denom,
+                       grad_norm=sum(grad_norms) / max(len(grad_norms), 1), tokens=int(tokens),
+                       optimizer_steps=len(grad_norms))
+
+
+def scatter_shards(shards: list[list[Shard]] | None) -> list[Shard]:
+    """Rank 0 passes every rank's shards; each rank gets its own."""
+    mine: list = [None]
+    dist.scatter_object_list(mine, shards if dist.get_rank() == 0 else None, src=0)
+    return mine[0]
+
+
+def broadcast(obj: object = None) -> object:
+    """Rank 0's `obj` on every rank."""
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
