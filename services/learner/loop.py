@@ -127,6 +127,7 @@ class Learner:
                                                 cfg.services.metrics_port)
         for seq in self.state.pending_seqs:  # enqueued before the crash, never trained on
             await self._enqueue_train(seq)
+        self._last_group_at = time.monotonic()
 
     async def close(self) -> None:
         for name in ("sink",):
@@ -161,7 +162,7 @@ class Learner:
         # A per-prompt seed keeps sampling reproducible when the run sets none.
         if s.seed is not None:
             return s
-        return s.model_copy(update={"seed": self.config.seed * 1_000_003 + seq})
+        return s.model_copy(update={"seed": stable_seed("train", self.config.seed, seq)})
 
     async def _enqueue_train(self, seq: int) -> None:
         job_id = f"{self.config.run_id}-t{seq}-{self.nonce}-{len(self.inflight)}"

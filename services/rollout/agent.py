@@ -157,7 +157,7 @@ def _sample_params(sampling: SamplingParams, index: int) -> SamplingParams:
     """Sample `index`'s parameters: a seeded group gets distinct, reproducible seeds."""
     if sampling.seed is None:
         return sampling
-    return sampling.model_copy(update={"seed": sampling.seed * 1_000_003 + index})
+    return sampling.model_copy(update={"seed": derive_seed(sampling.seed, index)})
 
 
 def _turn_params(sampling: SamplingParams, turn: int) -> SamplingParams:

@@ -147,7 +147,7 @@ def test_each_turn_of_a_seeded_trajectory_gets_its_own_reproducible_seed():
     seen = seeds_per_turn(4, 1)
     assert len(seen) == 3 and len(set(seen)) == 3
     assert seeds_per_turn(4, 1) == seen
-    sample_seed = 4 * 1_000_003  # sample 0 of a group seeded 4
+    sample_seed = derive_seed(4, 0)  # sample 0 of a group seeded 4
     assert seen == [derive_seed(sample_seed, turn) for turn in range(3)]
     assert not set(seeds_per_turn(5, 1)) & set(seen)
 
