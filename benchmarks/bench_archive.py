@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--grpc-clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--http-workers", default="2",
+    parser.add_argument("--http-workers", default="1",
                         help="REST processes of the archive under test (its --http-workers); "
                         "a comma-separated list measures each in turn, e.g. 1,2")
     parser.add_argument("--compare-with", type=Path, default=None, metavar="DIR",

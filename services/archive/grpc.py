@@ -74,8 +74,8 @@ class ArchiveServicer(archive_pb2_grpc.ArchiveServicer):
             return
         metadata: Sequence[tuple[str, str | bytes]] = context.invocation_metadata() or ()
         given = next((v for k, v in metadata if k == "authorization"), "")
-        given = given.decode() if isinstance(given, bytes) else given
-        if not hmac.compare_digest(given, f"Bearer {self.write_token}"):
+        given = given.encode() if isinstance(given, str) else given
+        if not hmac.compare_digest(given, f"Bearer {self.write_token}".encode()):
             raise Unauthenticated("this write needs metadata 'authorization: Bearer <token>'")
 
     async def CreateRun(self, request, context):

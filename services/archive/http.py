@@ -117,7 +117,9 @@ def _token_guard(token: str, what: str):
     async def guard(
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        if creds is None or not hmac.compare_digest(creds.credentials, token):
+        # bytes: compare_digest raises TypeError on non-ASCII str (a header can carry any
+        # latin-1 text)
+        if creds is None or not hmac.compare_digest(creds.credentials.encode(), token.encode()):
             raise _BadToken(what)
 
     return guard

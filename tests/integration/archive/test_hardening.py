@@ -208,6 +208,14 @@ def test_a_huge_body_without_a_token_is_refused_before_it_is_read(live):
     assert took < 3
 
 
+@pytest.mark.parametrize("path", ["/api/v1/runs", "/api/v1/runs/x/outcomes"])
+def test_a_non_ascii_token_is_refused_not_crashed_on(live, path):
+    for value in ("Bearer t\xe9st".encode("latin-1"), "Bearer \xff".encode("latin-1")):
+        r = httpx.post(live.base_url + path, json={"run_id": "x", "step": 0, "outcome": [0, 0]},
+                       headers={"Authorization": value})
+        assert r.status_code == 401, r.text
+
+
 def test_a_chunked_body_is_cut_off_at_the_limit(live):
     head = (f"POST /api/v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()

@@ -23,6 +23,9 @@ def test_reads_need_the_read_token_when_configured(redis_server, tmp_path):
                              ).status_code == 401, suffix
             assert httpx.get(run_url, headers={"Authorization": "Basic reader"}
                              ).status_code == 401, suffix
+            # non-ASCII (latin-1) header bytes: refused, not a crash in the comparison
+            assert httpx.get(run_url, headers={"Authorization": "Bearer r\xe9ader".encode(
+                "latin-1")}).status_code == 401, suffix
             assert httpx.get(run_url, headers={"Authorization": "Bearer reader"}
                              ).status_code == 200, suffix
     finally:
