@@ -4,6 +4,10 @@ The run config's `services:` block (Redis, archive, token, namespace, metrics en
 overridden by `PARETOPO_LEARNER_*` environment variables, which win over the file
 (`services/learner/env.py`).
 
+Under `torchrun --nproc_per_node N` (DeepSpeed backend) rank 0 runs the learner and alone
+talks to Redis and the archive and publishes; the other ranks take their share of each update
+(`services/learner/ranks.py`).
+
 Exit codes: 0 done, 2 bad configuration, 3 a dependency or precondition failed (archive or
 Redis unreachable, missing model), 130 interrupted. Errors are one line on stderr, no traceback.
 """
@@ -62,6 +66,7 @@ def _redacted_json(config: RunConfig) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from services.learner import ranks
     from services.learner.config import load_run_config
     from services.learner.env import apply_env
 
@@ -74,7 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         print(_redacted_json(config))
         return 0
     try:
-        return asyncio.run(_run(config, args.quiet))
+        if ranks.world_size() > 1:  # under torchrun: rank 0 runs the learner, the rest follow
+            ranks.init(config.backend)
+            if ranks.rank() != 0:
+                for sig in (signal.SIGTERM, signal.SIGINT):  # rank 0 ends the run, checkpointed
+                    signal.signal(sig, signal.SIG_IGN)
+                ranks.follow(config)
+                return 0
+        try:
+            return asyncio.run(_run(config, args.quiet))
+        finally:
+            ranks.release()
     except ParetopoError as exc:
         print(f"learner: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 3

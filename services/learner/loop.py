@@ -31,11 +31,10 @@ from paretopo.core.advantages import (
 from paretopo.errors import Unavailable
 from paretopo.jobs import GroupResult, JobKind, RolloutJob, SamplingParams, stable_seed
 from paretopo.streams import RolloutKeys
-from services.learner import checkpoint, scoring
+from services.learner import checkpoint, ranks, scoring
 from services.learner.backends import (
     Backend,
     UpdateStats,
-    build_backend,
     policy_update,
     recompute_logprobs,
 )
@@ -104,8 +103,8 @@ class Learner:
         self.archive, info = await open_archive(cfg)
         ckpt = checkpoint.latest_checkpoint(cfg.checkpoint_dir)
         self.resumed_from = checkpoint.load_state(ckpt).step if ckpt else None
-        self.backend: Backend = build_backend(ckpt / "policy" if ckpt else cfg.model_path,
-                                              cfg.optim, cfg.backend)
+        self.backend: Backend = ranks.build_backend_on_ranks(  # every rank builds it
+            ckpt / "policy" if ckpt else cfg.model_path, cfg.optim, cfg.backend)
         if ckpt:
             self.state = checkpoint.restore(ckpt, self.backend)
         else:
@@ -271,6 +270,10 @@ class Learner:
         if int(batch.loss_mask.sum()) == 0:
             return NO_UPDATE
         o = self.config.optim
+        if ranks.world_size() > 1:  # scattered over the ranks, the same update as one
+            return ranks.leader_update(self.backend, batch, advantages, self.config.algorithm.loss,
+                                       mini_batches=o.mini_batches,
+                                       micro_batch_size=o.micro_batch_size)
         old_logp = recompute_logprobs(self.backend, batch, o.micro_batch_size)
         return policy_update(self.backend, batch, old_logp, advantages, self.config.algorithm.loss,
                              mini_batches=o.mini_batches, micro_batch_size=o.micro_batch_size)

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from paretopo.config import LossConfig
 from paretopo.core.loss import dapo_policy_loss, kl_k3_sum
+from paretopo.errors import FailedPrecondition
+from services.learner.backends import build_backend
 from services.learner.backends.base import Backend, UpdateStats, _chunk
 from services.learner.batch import PolicyBatch, chunks, token_logprobs
+from services.learner.config import BackendConfig, OptimConfig, RunConfig
 
 
 def world_size() -> int:
@@ -161,3 +165,95 @@ def broadcast(obj: object = None) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+# ------------------------------------------------------------------ the learner's ranks
+# Rank 0 runs the learner (`loop.Learner`: Redis, the archive, metrics, publishing); every
+# other rank runs `follow`, doing what rank 0's backend asks of all ranks: build the same
+# engine, its share of each update, the ZeRO-3 gather of a published or checkpointed policy,
+# and its part of the engine checkpoint.
+
+
+def init(backend: BackendConfig) -> None:
+    """Join torchrun's process group (a learner of several ranks is a DeepSpeed learner)."""
+    if backend.name != "deepspeed":
+        raise FailedPrecondition(
+            f"{world_size()} ranks need backend.name: deepspeed (the torch backend trains on "
+            "one device); set it, or start one process")
+    from services.learner.backends.deepspeed_backend import init_process_group
+
+    init_process_group(backend)
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+class LeaderBackend:
+    """Rank 0's backend: each call every rank must join is announced to the followers."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def save_policy(self, path: Path, *, dtype: torch.dtype | None = None) -> None:
+        broadcast(("save_policy", _dtype_name(dtype)))
+        self.inner.save_policy(path, dtype=dtype)
+
+    def save_checkpoint(self, path: Path) -> None:
+        broadcast(("save_checkpoint", str(path)))
+        self.inner.save_checkpoint(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        broadcast(("load_checkpoint", str(path)))
+        self.inner.load_checkpoint(path)
+
+
+def build_backend_on_ranks(model_path: Path, optim: OptimConfig, backend: BackendConfig):
+    """`build_backend` on every rank (rank 0 tells the followers which weights), wrapped for
+    rank 0 when there are several; the plain backend when alone."""
+    if world_size() == 1:
+        return build_backend(model_path, optim, backend)
+    broadcast(("build", str(model_path)))
+    return LeaderBackend(build_backend(model_path, optim, backend))
+
+
+def leader_update(backend: Backend, batch: PolicyBatch, advantages: torch.Tensor,
+                  loss: LossConfig, *, mini_batches: int, micro_batch_size: int) -> UpdateStats:
+    """Rank 0: scatter the step's mini-batches and take its own share of the update."""
+    broadcast(("update", None))
+    mine = scatter_shards(shard_batch(batch, advantages, mini_batches, dist.get_world_size()))
+    return sharded_update(backend, mine, loss, micro_batch_size=micro_batch_size)
+
+
+def release() -> None:
+    """Rank 0, at the end of a run: the followers exit."""
+    if world_size() > 1 and dist.is_initialized() and dist.get_rank() == 0:
+        broadcast(("stop", None))
+
+
+def follow(config: RunConfig) -> None:
+    """A rank other than 0: serve rank 0's backend calls until it stops."""
+    backend: Backend | None = None
+    while True:
+        command, arg = broadcast()
+        if command == "stop":
+            return
+        if command == "build":
+            backend = build_backend(Path(arg), config.optim, config.backend)
+            continue
+        assert backend is not None, f"{command} before build"
+        if command == "update":
+            sharded_update(backend, scatter_shards(None), config.algorithm.loss,
+                           micro_batch_size=config.optim.micro_batch_size)
+        elif command == "save_policy":  # rank 0 writes; the others join a ZeRO-3 gather
+            backend.save_policy(Path(os.devnull), dtype=None if arg is None
+                                else getattr(torch, arg))
+        elif command == "save_checkpoint":
+            backend.save_checkpoint(Path(arg))
+        elif command == "load_checkpoint":
+            backend.load_checkpoint(Path(arg))
+        else:
+            raise ValueError(f"unknown command from rank 0: {command!r}")

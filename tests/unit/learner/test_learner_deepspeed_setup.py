@@ -55,3 +55,22 @@ def test_torchrun_rendezvous_is_kept(monkeypatch, rank: str) -> None:
         monkeypatch.setenv(key, value)
     assert single_process_rendezvous() is False
     assert {k: os.environ[k] for k in env} == env
+
+
+def test_missing_deepspeed_is_a_clear_error_even_where_it_is_installed(tiny_policy) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['deepspeed'] = None\n"  # what a missing package looks like
+            "from paretopo.errors import FailedPrecondition\n"
+            "from services.learner.backends import build_backend\n"
+            "from services.learner.config import BackendConfig, OptimConfig\n"
+            "try:\n"
+            f"    build_backend({str(tiny_policy)!r}, OptimConfig(), "
+            "BackendConfig(name='deepspeed'))\n"
+            "except FailedPrecondition as exc:\n"
+            "    assert 'pip install' in str(exc) and 'backend.name' in str(exc), exc\n"
+            "    print('REFUSED')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert "REFUSED" in out.stdout
