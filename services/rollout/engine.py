@@ -23,9 +23,24 @@ from transformers import PreTrainedTokenizerBase
 
 from paretopo.jobs import SamplingParams
 
-__all__ = ["Engine", "Finish", "Generation"]
+__all__ = ["Engine", "Finish", "Generation", "PromptTooLong", "check_prompt_lengths"]
 
 Finish = Literal["stop", "eos", "length"]
+
+
+class PromptTooLong(ValueError):
+    """A prompt leaves no room to generate in the model's context."""
+
+
+def check_prompt_lengths(prompts: Sequence[Sequence[int]], context_length: int) -> None:
+    """Refuse a request whose prompts leave no room to generate, before it is batched with
+    others (one over-long prompt must fail its own request, not the whole batch)."""
+    for ids in prompts:
+        if not ids:
+            raise ValueError("empty prompt: an engine needs at least one prompt token")
+        if len(ids) >= context_length:
+            raise PromptTooLong(f"prompt of {len(ids)} tokens leaves no room to generate: "
+                                f"the model's context is {context_length} tokens")
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,10 @@ from transformers import DynamicCache, PreTrainedModel
 from paretopo.hf_policy import cache_kwarg, load_policy
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import BatchScheduler, GenerateRequest
-from services.rollout.engine import Finish, Generation
+from services.rollout.engine import Finish, Generation, check_prompt_lengths
 from services.rollout.sampling import RowStreams, derive_seed, sample_next
 from services.rollout.settings import EngineSettings
 from services.rollout.stopping import StopStrings, tails_with_stop
-
-
-class PromptTooLong(ValueError):
-    """A prompt leaves no room to generate in the model's context."""
 
 
 class CacheIgnored(RuntimeError):
@@ -76,12 +72,7 @@ class TorchEngine:
 
     async def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
                        stop: Sequence[str], max_new_tokens: int) -> list[Generation]:
-        for ids in prompts:
-            if not ids:
-                raise ValueError("empty prompt: an engine needs at least one prompt token")
-            if len(ids) >= self.context_length:
-                raise PromptTooLong(f"prompt of {len(ids)} tokens leaves no room to generate: "
-                                    f"the model's context is {self.context_length} tokens")
+        check_prompt_lengths(prompts, self.context_length)
         if not prompts:
             return []
         request = GenerateRequest(prompts, sampling, tuple(stop), max_new_tokens)

@@ -3,25 +3,30 @@
 Written against vLLM's documented offline API: `LLM(model=..., ...)`, `LLM.generate` with
 token prompts (`{"prompt_token_ids": [...]}`) and one `SamplingParams` per prompt,
 `stop=[...]` with `include_stop_str_in_output=True` (the model wrote the stop string, so the
-learner trains on it), and `logprobs=0` (the sampled token's log-probability). A new policy
-version is loaded in place, without restarting the engine: `LLM.collective_rpc` runs
-`_reload_from_dir` on every worker, which streams the checkpoint's safetensors into the
-model's `load_weights`; the prefix cache is reset since cached KV came from the old weights.
-Untested here (no GPU, no vllm): the parameter mapping and the import guard are tested.
+learner trains on it), and `logprobs=0` with `logprobs_mode="processed_logprobs"` (the
+sampled token's log-probability under the distribution it was drawn from, after temperature
+and top-k/top-p, as the torch engine reports it). A new policy version is loaded in place,
+without restarting the engine: `LLM.collective_rpc("reload_from_dir", args=(path,))` runs
+the worker extension's method (`vllm_worker.py`) in every worker, which streams the
+checkpoint's safetensors into the model's `load_weights`; the prefix cache is then reset,
+since cached KV came from the old weights. Each request's prompts are checked against the
+context length before batching, so one over-long prompt fails its own request only.
+Untested here (no GPU, no vllm): the engine arguments, the reload message, the parameter
+mapping, the length check and the import guard are tested without vllm.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from paretopo.hf_policy import load_tokenizer
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import BatchScheduler, GenerateRequest
-from services.rollout.engine import Finish, Generation
+from services.rollout.engine import Finish, Generation, check_prompt_lengths
 from services.rollout.settings import EngineSettings
+from services.rollout.vllm_worker import RELOAD_METHOD, WORKER_EXTENSION
 
 
 class VllmUnavailable(RuntimeError):
@@ -62,16 +67,23 @@ def finish_of(reason: str | None, stop_reason: object) -> Finish:
     return "stop" if isinstance(stop_reason, str) else "eos"
 
 
-def _safetensors(path: str) -> Iterator[tuple[str, Any]]:
-    from safetensors.torch import load_file
+def engine_kwargs(settings: EngineSettings) -> dict[str, Any]:
+    """`vllm.LLM` keyword arguments for `settings` (besides the model path)."""
+    kwargs: dict[str, Any] = {"gpu_memory_utilization": settings.gpu_memory_utilization,
+                              "seed": settings.seed or 0,
+                              "worker_extension_cls": WORKER_EXTENSION,
+                              "logprobs_mode": "processed_logprobs"}
+    if settings.max_model_len:
+        kwargs["max_model_len"] = settings.max_model_len
+    if settings.dtype != "auto":
+        kwargs["dtype"] = settings.dtype
+    return kwargs
 
-    for file in sorted(Path(path).glob("*.safetensors")):
-        yield from load_file(str(file)).items()
 
-
-def _reload_from_dir(worker: Any, path: str) -> None:
-    """Runs inside every vLLM worker (collective_rpc passes the worker as first argument)."""
-    worker.model_runner.model.load_weights(weights=_safetensors(path))
+def reload_call(path: str) -> tuple[str, tuple[str]]:
+    """The `collective_rpc` method name and arguments that load the weights at `path`: plain
+    strings, which vLLM's message encoder sends to its worker processes."""
+    return RELOAD_METHOD, (str(path),)
 
 
 class VllmEngine:
@@ -81,13 +93,8 @@ class VllmEngine:
         vllm = import_vllm()
         self._vllm = vllm
         self.settings = settings
-        kwargs: dict[str, Any] = {"gpu_memory_utilization": settings.gpu_memory_utilization,
-                                  "seed": settings.seed or 0}
-        if settings.max_model_len:
-            kwargs["max_model_len"] = settings.max_model_len
-        if settings.dtype != "auto":
-            kwargs["dtype"] = settings.dtype
-        self.llm = vllm.LLM(model=settings.model_path, **kwargs)
+        self.llm = vllm.LLM(model=settings.model_path, **engine_kwargs(settings))
+        self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
         self.tokenizer = load_tokenizer(settings.model_path)
         self.version = settings.version
         self._lock = threading.Lock()
@@ -95,13 +102,15 @@ class VllmEngine:
                                          window_s=settings.batch_window_ms / 1000)
 
     def load_weights(self, path: str, version: int) -> None:
+        method, args = reload_call(path)
         with self._lock:
-            self.llm.collective_rpc(_reload_from_dir, args=(path,))
+            self.llm.collective_rpc(method, args=args)
             self.llm.reset_prefix_cache()
             self.version = version
 
     async def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
                        stop: Sequence[str], max_new_tokens: int) -> list[Generation]:
+        check_prompt_lengths(prompts, self.context_length)
         if not prompts:
             return []
         request = GenerateRequest(prompts, sampling, tuple(stop), max_new_tokens)

@@ -11,9 +11,10 @@ from transformers import Qwen2ForCausalLM
 from paretopo.hf_policy import cache_kwarg
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import GenerateRequest
+from services.rollout.engine import PromptTooLong
 from services.rollout.engine_factory import build_engine
 from services.rollout.settings import EngineSettings
-from services.rollout.torch_engine import CacheIgnored, PromptTooLong, TorchEngine
+from services.rollout.torch_engine import CacheIgnored, TorchEngine
 
 GREEDY = SamplingParams(temperature=0.0)
 

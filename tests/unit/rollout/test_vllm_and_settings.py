@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -79,3 +81,53 @@ def test_unreachable_redis_is_one_line(port):
     assert out.returncode == 1
     assert out.stderr.startswith(f"error: cannot reach Redis at redis://127.0.0.1:{port}/0")
     assert "Traceback" not in out.stderr
+
+
+def test_the_reload_is_a_method_name_with_plain_arguments() -> None:
+    """vLLM sends `collective_rpc` calls to its worker processes as messages: a function
+    is refused there, a method name and strings travel (they survive a JSON round trip)."""
+    from services.rollout.vllm_engine import engine_kwargs, reload_call
+    from services.rollout.vllm_worker import WeightReloader
+
+    method, args = reload_call("/runs/policy/v000042")
+    assert isinstance(method, str) and hasattr(WeightReloader, method)
+    assert json.loads(json.dumps([method, list(args)])) == [method, ["/runs/policy/v000042"]]
+    kwargs = engine_kwargs(EngineSettings(kind="vllm", model_path="m", max_model_len=4096))
+    module, _, cls = kwargs["worker_extension_cls"].rpartition(".")
+    assert getattr(importlib.import_module(module), cls) is WeightReloader  # importable by name
+    assert kwargs["logprobs_mode"] == "processed_logprobs" and kwargs["max_model_len"] == 4096
+    json.dumps(kwargs)  # every engine argument is plain data
+
+
+def test_the_worker_extension_streams_every_tensor_into_the_model(tiny_policy) -> None:
+    from safetensors.torch import load_file
+
+    from services.rollout.vllm_worker import RELOAD_METHOD, WeightReloader
+
+    class Model:  # what the worker's model exposes: load_weights(weights=iterable)
+        def __init__(self) -> None:
+            self.loaded: dict = {}
+
+        def load_weights(self, weights) -> None:
+            self.loaded = dict(weights)
+
+    class Runner:
+        model = Model()
+
+    worker = WeightReloader()
+    worker.model_runner = Runner()
+    getattr(worker, RELOAD_METHOD)(str(tiny_policy))
+    expected = load_file(str(tiny_policy / "model.safetensors"))
+    assert set(worker.model_runner.model.loaded) == set(expected)
+    with pytest.raises(FileNotFoundError, match=r"no \*\.safetensors"):
+        getattr(worker, RELOAD_METHOD)(str(tiny_policy / "nothing-here"))
+
+
+def test_one_overlong_prompt_fails_its_own_request() -> None:
+    from services.rollout.engine import PromptTooLong, check_prompt_lengths
+
+    check_prompt_lengths([[1, 2, 3]], context_length=4)
+    with pytest.raises(PromptTooLong, match="prompt of 4 tokens"):
+        check_prompt_lengths([[1, 2], [1, 2, 3, 4]], context_length=4)
+    with pytest.raises(ValueError, match="empty prompt"):
+        check_prompt_lengths([[]], context_length=4)
