@@ -296,8 +296,7 @@ class Learner:
         adv = self._advantages(rewards, self.state.stage)
         # A tool that was down is the infrastructure's fault, not the policy's: such groups
         # are scored (n* still learns from their successes) but never trained on.
-        outage = torch.tensor([any(t.n_tool_unavailable for t in g.trajectories)
-                               for g in groups])
+        outage = scoring.tool_outage(groups)
         keep = nonzero_groups(adv) & ~outage
         self._add("score", time.perf_counter() - start)
         kept = [g for g, k in zip(groups, keep.tolist(), strict=True) if k]

@@ -35,6 +35,13 @@ def tool_calls(groups: Sequence[GroupResult]) -> torch.Tensor:
                         dtype=torch.float64)
 
 
+def tool_outage(groups: Sequence[GroupResult]) -> torch.Tensor:
+    """(B,) bool: the groups with a call that failed because its tool service was down (an
+    infrastructure fault the policy must not be trained on)."""
+    return torch.tensor([any(t.n_tool_unavailable for t in g.trajectories) for g in groups],
+                        dtype=torch.bool)
+
+
 def generated_tokens(groups: Sequence[GroupResult]) -> torch.Tensor:
     """Tokens the model generated per trajectory (B, G): the loss-mask sum."""
     return torch.tensor([[sum(t.loss_mask) for t in g.trajectories] for g in groups],

@@ -95,3 +95,11 @@ def test_prompts_carry_their_task_and_its_search_depth() -> None:
     source = PromptSource("kbqa", train_items=4, eval_items=2, seed=0)
     assert source.train[0].task.search_top_k == 1  # what the warm start learned to read
     assert source.validation[0].task is source.task
+
+
+def test_groups_hit_by_a_tool_outage_are_marked(prompts: PromptSource) -> None:
+    ok = _traj(0, "1", 1, 2)
+    down = ok.model_copy(update={"n_tool_unavailable": 1, "n_tool_errors": 1})
+    refused = ok.model_copy(update={"n_tool_errors": 1})  # the model's own error
+    groups = [_group("a", [ok, ok]), _group("b", [ok, down]), _group("c", [refused, ok])]
+    assert scoring.tool_outage(groups).tolist() == [False, True, False]
