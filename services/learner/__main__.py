@@ -85,13 +85,21 @@ def main(argv: list[str] | None = None) -> int:
                 for sig in (signal.SIGTERM, signal.SIGINT):  # rank 0 ends the run, checkpointed
                     signal.signal(sig, signal.SIG_IGN)
                 ranks.follow(config)
-                return 0
+                ranks.shutdown()
+                ranks.exit_now(0)
+                return 0  # not reached
         try:
-            return asyncio.run(_run(config, args.quiet))
+            code = asyncio.run(_run(config, args.quiet))
         finally:
             ranks.release()
+            ranks.shutdown()
+        if ranks.world_size() > 1:
+            ranks.exit_now(code)
+        return code
     except ParetopoError as exc:
         print(f"learner: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        if ranks.world_size() > 1:
+            ranks.exit_now(3)
         return 3
 
 

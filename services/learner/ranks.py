@@ -234,6 +234,26 @@ def release() -> None:
         broadcast(("stop", None))
 
 
+def shutdown() -> None:
+    """Every rank, last: leave the process group together (a process that exits with its
+    gloo/nccl threads still up aborts: "terminate called without an active exception")."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def exit_now(code: int) -> None:
+    """End a process that was part of a process group with `code`, skipping interpreter
+    finalisation: there, background C++ threads of the collectives' libraries still
+    sometimes abort the process (SIGABRT, "terminate called without an active exception")
+    after a run that succeeded, which torchrun would report as a failed rank."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def follow(config: RunConfig) -> None:
     """A rank other than 0: serve rank 0's backend calls until it stops."""
     backend: Backend | None = None

@@ -22,7 +22,7 @@ import torch
 
 from paretopo.config import LossConfig
 from paretopo.jobs import TrajectoryRecord
-from services.learner import checkpoint
+from services.learner import checkpoint, ranks
 from services.learner.backends import build_backend, policy_update, recompute_logprobs
 from services.learner.batch import PolicyBatch, collate
 from services.learner.config import BackendConfig, OptimConfig
@@ -86,6 +86,8 @@ def main() -> int:
             time.sleep(600)
     backend.save_policy(args.out / "final")
     print("DONE", flush=True)
+    ranks.shutdown()
+    ranks.exit_now(0)  # no interpreter finalisation (see `ranks.exit_now`)
     return 0
 
 

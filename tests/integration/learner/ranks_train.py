@@ -43,8 +43,9 @@ def main() -> int:
               f"{stats.optimizer_steps} loss {stats.loss:.6f} grad_norm {stats.grad_norm:.6f}",
               flush=True)
     backend.save_policy(args.out / "final")
-    dist.barrier()
     print("DONE", flush=True)
+    ranks.shutdown()
+    ranks.exit_now(0)  # no interpreter finalisation (see `ranks.exit_now`)
     return 0
 
 

@@ -30,14 +30,16 @@ THREE = {"objectives": ["accuracy", "tool_efficiency", "length_efficiency"],
 def _learner(cmd: list[str], config: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in RANK_ENV}
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([*cmd, "-m", "services.learner", "--config", str(config), "--quiet"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=420,
-                          check=False)
+    result = subprocess.run([*cmd, "-m", "services.learner", "--config", str(config),
+                             "--quiet"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=420, check=False)
+    (config.parent / f"{config.stem}.log").write_text(result.stdout + result.stderr)
+    return result
 
 
-def _config(stack, tiny_policy: Path, tmp: Path, run_id: str) -> Path:
+def _config(stack, tiny_policy: Path, tmp: Path, run_id: str, steps: int = 2) -> Path:
     return write_config(tmp / f"{run_id}.yaml", stack.run_config(
-        tmp / run_id, tiny_policy, run_id=run_id, budget={"max_steps": 2}, algorithm=THREE,
+        tmp / run_id, tiny_policy, run_id=run_id, budget={"max_steps": steps}, algorithm=THREE,
         eval={"every": 1000, "at_start": False}, checkpoint_every=1,
         optim={"micro_batch_size": 3, "mini_batches": 2, "lr": 1e-3},
         backend={"name": "deepspeed", "zero_stage": 2, "device": "cpu", "threads": 1}))
@@ -78,3 +80,14 @@ def test_two_ranks_through_the_services_equal_one_rank(stack, tiny_policy, tmp_p
     w1 = load_file(version_dir(cfg1.policy_root, 1) / "model.safetensors")
     w2 = load_file(version_dir(cfg2.policy_root, 1) / "model.safetensors")
     assert max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-5
+
+    # Resume under torchrun: every rank restores its engine checkpoint, the run goes on.
+    longer = _config(stack, tiny_policy, tmp_path, "ranks2", steps=3)
+    result = _learner([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                       "--nproc_per_node=2"], longer)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ended after step 3" in result.stdout
+    log = read_log(cfg2.metrics_log)
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert log[-1]["policy_version"] > log[1]["policy_version"]
+    assert log[-1]["tokens"] > 0 and log[-1]["grad_norm"] > 0
