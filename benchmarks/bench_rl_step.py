@@ -100,18 +100,19 @@ def rollout_floor(config: RunConfig, steps: list[list[GroupResult]], executor: s
 
     prompts = build_prompt_source(config)
     engine = build_engine(EngineSettings(model_path=str(config.model_path), threads=1))
-    tools = ToolClients(executor, None, timeout_s=30.0, search_top_k=1)
-    loop = AgentLoop(engine, tools, tool_format(config.data.tool_format))
-
-    async def one_step(groups: list[GroupResult]) -> float:
-        start = time.perf_counter()
-        await asyncio.gather(*(loop.run(prompts.get(g.prompt_id).text, config.group_size,
-                                        config.sampling) for g in groups))
-        return time.perf_counter() - start
 
     async def run_all() -> list[float]:
+        tools = ToolClients(executor, None, timeout_s=30.0, search_top_k=1)  # needs the loop
+        loop = AgentLoop(engine, tools, tool_format(config.data.tool_format))
+        out = []
         try:
-            return [await one_step(groups) for groups in steps]
+            for groups in steps:
+                start = time.perf_counter()
+                await asyncio.gather(*(loop.run(prompts.get(g.prompt_id).text,
+                                                config.group_size, config.sampling)
+                                       for g in groups))
+                out.append(time.perf_counter() - start)
+            return out
         finally:
             await tools.close()
 
