@@ -22,7 +22,7 @@ from paretopo.app.report import markdown_table, plot_method_fronts
 
 #: (key, column label) of the numbers compared per task; hypervolume is the run's archive.
 METRICS: tuple[tuple[str, str], ...] = (
-    ("em", "EM"), ("tool_calls", "#Tool"), ("needs_tool_calls", "calls|needed"),
+    ("em", "EM"), ("tool_calls", "#Tool"), ("needs_tool_calls", "calls on tool-needing"),
     ("hypervolume", "HV"))
 REFERENCE_METHOD = "paretopo"
 

@@ -42,6 +42,7 @@ def test_table_has_start_methods_intervals_ideal_and_verdicts(tmp_path) -> None:
     assert names == ["warm start (before RL)", "grpo", "paretopo", "ideal point"]
     assert "0.410 ± 0.025" in rows[4]  # paretopo EM over three seeds
     assert "0.880" in rows[-1]
+    assert all(row.count("|") == rows[0].count("|") for row in rows)  # no stray separator
     # a constant paired difference has a zero-width interval: resolved
     assert "calc: paretopo − grpo, EM: +0.100 [+0.100, +0.100] over 3 seed(s): resolved" in text
     assert json.loads((tmp_path / "results.json").read_text())["calc"]["grpo"]["0"]["end"]
