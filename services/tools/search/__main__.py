@@ -40,7 +40,8 @@ def build_service(settings: SearchSettings) -> tuple[SearchService, Manifest]:
     from services.tools.search.service import SearchService
 
     retriever, store, manifest = load_index(settings.index_dir, model_path=settings.model_path,
-                                            device=settings.device, gpu=settings.faiss_gpu)
+                                            device=settings.device, gpu=settings.faiss_gpu,
+                                            ann_override=settings.ann_override)
     if settings.torch_threads and manifest.backend == "dense":
         import torch
 

@@ -32,8 +32,14 @@ class SearchSettings(BaseSettings):
                          description="Threads that run retrieval (concurrent batches).")
     device: str = Field("auto", description="Dense only: torch device, 'auto' = CUDA if any.")
     faiss_gpu: Literal["auto", "on", "off"] = Field(
-        "auto", description="Dense only: put the FAISS index on all GPUs ('auto': when FAISS "
-                            "sees one; 'on': refuse to start without).")
+        "auto", description="Dense flat index only: search the fp16 shards on all CUDA GPUs "
+                            "with torch ('auto': when there is one; 'on': refuse to start "
+                            "without; 'off': CPU, fp32 blocks over the memory-mapped shards).")
+    nprobe: int | None = Field(None, ge=1, description="Dense ivfpq only: lists scanned per "
+                                                       "query (unset: the manifest's).")
+    rerank: int | None = Field(None, ge=0, description="Dense ivfpq/sq8 only: re-score "
+                                                       "k*rerank candidates on the fp16 shards "
+                                                       "(unset: the manifest's; 0: off).")
     model_path: str | None = Field(None, description="Dense only: load the manifest's model "
                                                      "from this path instead of its name.")
     torch_threads: int = Field(0, ge=0, le=256,
@@ -48,6 +54,12 @@ class SearchSettings(BaseSettings):
             raise ValueError(f"default_top_k={self.default_top_k} exceeds "
                              f"max_top_k={self.max_top_k}")
         return self
+
+    @property
+    def ann_override(self) -> dict[str, int]:
+        """Serving-time changes to the manifest's ANN search parameters."""
+        return {k: v for k, v in (("nprobe", self.nprobe), ("rerank", self.rerank))
+                if v is not None}
 
     @property
     def limits(self) -> Limits:

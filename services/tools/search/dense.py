@@ -1,6 +1,7 @@
-"""Dense retrieval: sentence-transformers embeddings in an exact inner-product FAISS index.
+"""Dense retrieval: sentence-transformers embeddings, stored as fp16 shards, searched by
+inner product (exact over the shards, or a compressed FAISS index: `flat.py`, `ann.py`).
 
-Embeddings are L2-normalised, so inner product = cosine similarity (`faiss.IndexFlatIP`).
+Embeddings are L2-normalised, so inner product = cosine similarity.
 E5 models need the "query: " / "passage: " prefixes (Search-R1's production retriever);
 MiniLM needs none. The prefixes and the model are recorded in the index manifest at build
 time and reused at query time, since a query embedded differently would not match.
@@ -17,18 +18,27 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from paretopo.corpus import Passage
+from paretopo.corpus import PassageStore
+from services.tools.search import shards
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "faiss.index"
 MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_MODEL = MINILM_ALIASES[0]
 GpuMode = Literal["auto", "on", "off"]
+
+
+class VectorIndex(Protocol):
+    """Passage vectors searched by inner product: (scores, ids), each (len(queries), k)."""
+
+    dim: int
+    ntotal: int
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def resolve_model(name: str) -> str:
@@ -69,62 +79,46 @@ def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64) -> np.ndar
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def build_dense(passages: Sequence[Passage], out_dir: Path, *, model_name: str,
-                passage_prefix: str, batch_size: int = 64, device: str = "auto",
-                progress: Callable[[int], None] | None = None) -> int:
-    """Embed `passages` and write `out_dir/faiss.index`; return the embedding dimension.
+def embed_shards(store: PassageStore, out_dir: Path, *, model: Any, passage_prefix: str,
+                 shard_rows: int, first_shard: int = 0, batch_size: int = 64,
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Embed the store's passages into fp16 shards `first_shard`, …; record each when whole.
 
-    `progress(n)` is called after each chunk of `n` passages is embedded.
+    One `encode` call per shard: sentence-transformers sorts a call's texts by length before
+    batching, so a shard's batches (and its bytes) are the same whether the build ran
+    through or resumed at that shard. The passages come from the memory-mapped store, read
+    one shard at a time, so memory is bounded by a shard, not the corpus.
+    `progress(n)` is called after each shard of `n` passages.
     """
-    import faiss
-
-    model = load_model(model_name, device=device)
-    dim = embedding_dim(model)
-    index = faiss.IndexFlatIP(dim)
-    chunk = max(batch_size * 8, 256)
-    for start in range(0, len(passages), chunk):
-        part = passages[start:start + chunk]
-        index.add(encode(model, [passage_prefix + p.contents() for p in part],
-                         batch_size=batch_size))
+    total = len(store)
+    for number in range(first_shard, shards.num_shards(total, shard_rows)):
+        rows = range(number * shard_rows, min(total, (number + 1) * shard_rows))
+        texts = [passage_prefix + store.get(i).contents() for i in rows]
+        shards.write_shard(out_dir, number, encode(model, texts, batch_size=batch_size))
+        shards.record_progress(out_dir, shards_done=number + 1)
         if progress is not None:
-            progress(len(part))
-    faiss.write_index(index, str(out_dir / INDEX_FILE))
-    return dim
-
-
-def _maybe_to_gpu(index: Any, gpu: GpuMode) -> Any:
-    import faiss
-
-    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if gpu == "on" and gpus == 0:
-        raise RuntimeError("faiss_gpu=on but FAISS sees no GPU (is faiss-gpu installed?)")
-    if gpu != "off" and gpus > 0:
-        log.info("moving the FAISS index to %d GPU(s)", gpus)
-        return faiss.index_cpu_to_all_gpus(index)
-    return index
+            progress(len(rows))
 
 
 class DenseRetriever:
-    """Top-k passage indices by cosine similarity for a batch of queries."""
+    """Top-k passage indices by cosine similarity for a batch of queries.
+
+    `vectors` is the passage-side index (`flat.ShardedFlat`, `flat.TorchShardedFlat` or
+    `ann.AnnIndex`): anything with `dim`, `ntotal` and `search(fp32 queries, k)`.
+    """
 
     backend = "dense"
 
-    def __init__(self, index_dir: Path, *, model_name: str, query_prefix: str,
-                 num_passages: int, device: str = "auto", gpu: GpuMode = "auto",
-                 batch_size: int = 64) -> None:
-        import faiss
-
-        self._index = _maybe_to_gpu(faiss.read_index(str(index_dir / INDEX_FILE)), gpu)
-        if self._index.ntotal != num_passages:
-            raise ValueError(f"{index_dir / INDEX_FILE} holds {self._index.ntotal} vectors "
-                             f"but the manifest says {num_passages} passages; rebuild the index")
+    def __init__(self, vectors: VectorIndex, *, model_name: str, query_prefix: str,
+                 device: str = "auto", batch_size: int = 64) -> None:
         self._model = load_model(model_name, device=device)
         dim = embedding_dim(self._model)
-        if dim != self._index.d:
-            raise ValueError(f"model {model_name} embeds in {dim} dimensions but "
-                             f"{index_dir / INDEX_FILE} has {self._index.d}")
+        if dim != vectors.dim:
+            raise ValueError(f"model {model_name} embeds in {dim} dimensions but the index "
+                             f"holds {vectors.dim}-dimensional vectors")
+        self._vectors = vectors
         self.model = model_name
-        self.num_passages = num_passages
+        self.num_passages = vectors.ntotal
         self._query_prefix = query_prefix
         self._batch_size = batch_size
 
@@ -133,6 +127,6 @@ class DenseRetriever:
         k = min(k, self.num_passages)
         emb = encode(self._model, [self._query_prefix + q for q in queries],
                      batch_size=self._batch_size)
-        scores, ids = self._index.search(emb, k)
+        scores, ids = self._vectors.search(emb, k)
         return [[(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(ids, scores, strict=True)]

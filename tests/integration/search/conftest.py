@@ -40,6 +40,6 @@ def dense_index(request, tmp_path_factory) -> Path:
         corpus.write_bytes(lines)
     out = cache / "dense-minilm-sub300"
     result = build(corpus, out, "--backend", "dense", "--model", "all-MiniLM-L6-v2",
-                   "--device", "cpu", "--reuse")
+                   "--device", "cpu", "--shard-rows", "64", "--reuse")
     assert result.returncode == 0, result.stderr
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from search_testdata import CORPUS, write_subset
+from search_testdata import CORPUS, SHARD_ROWS, write_subset
 
 from services.tools.search.index import BuildOptions, build_index, is_current
 
@@ -35,7 +35,8 @@ def dense_subset_index(request, tmp_path_factory) -> Path:
              else tmp_path_factory.mktemp("paretopo-search"))
     corpus = write_subset(cache / "sub300.jsonl")
     out = cache / "dense-minilm-sub300"
-    options = BuildOptions(backend="dense", model="all-MiniLM-L6-v2", device="cpu")
+    options = BuildOptions(backend="dense", model="all-MiniLM-L6-v2", device="cpu",
+                           shard_rows=SHARD_ROWS)
     if not is_current(out, corpus, options):
         build_index(corpus, out, options)
     return out

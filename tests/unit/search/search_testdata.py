@@ -11,6 +11,7 @@ NQ = DATA / "nq_test_sample1000.jsonl"
 # for the first NQ sample questions, so the first 100 of them are a fair retrieval test on
 # this 300-passage subset (BM25 recall@3 there: 0.62; over the full corpus: 0.599).
 SUBSET_LINES = (290, 590)
+SHARD_ROWS = 64  # the cached dense subset index: five shards, so merging is exercised
 
 
 def write_subset(path: Path) -> Path:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 
 import faiss
+import numpy as np
 import pytest
-from search_testdata import NQ
+from search_testdata import NQ, SHARD_ROWS
 
-from services.tools.search.dense import DenseRetriever, resolve_model
+from services.tools.search.dense import DenseRetriever, encode, load_model, resolve_model
 from services.tools.search.evaluate import answer_recall, read_questions
 from services.tools.search.index import BuildOptions, is_current, load_index, read_manifest
 from services.tools.search.service import Limits, SearchService
@@ -77,8 +78,37 @@ def test_dense_answer_recall_on_nq(service) -> None:
     assert recall1 >= DENSE_RECALL1_FLOOR
 
 
-@pytest.mark.skipif(faiss.get_num_gpus() > 0, reason="a GPU is present; 'on' would succeed")
-def test_faiss_gpu_on_without_a_gpu_refuses(dense_subset_index) -> None:
-    with pytest.raises(RuntimeError, match="faiss-gpu"):
-        DenseRetriever(dense_subset_index, model_name="all-MiniLM-L6-v2", query_prefix="",
-                       num_passages=300, device="cpu", gpu="on")
+def test_index_is_fp16_shards(dense_subset_index) -> None:
+    m = read_manifest(dense_subset_index)
+    assert (m.shard_rows, m.ann.kind) == (SHARD_ROWS, "flat")
+    assert sorted(p.name for p in (dense_subset_index / "emb").iterdir()) == \
+        [f"{i:05d}.npy" for i in range(5)]  # 300 rows: 4 × 64 + 44
+    assert not (dense_subset_index / "faiss.index").exists()
+
+
+def test_sharded_fp16_equals_fp32_exact_search(service) -> None:
+    """On the real subset: per-shard top-k over fp16 vectors, merged, against one fp32
+    IndexFlatIP of freshly computed fp32 embeddings of the same passages."""
+    store = service.store
+    model = load_model("all-MiniLM-L6-v2", device="cpu")
+    fp32 = encode(model, [store.get(i).contents() for i in range(len(store))])
+    index = faiss.IndexFlatIP(fp32.shape[1])
+    index.add(fp32)
+    questions = [q.question for q in read_questions(NQ, limit=100)]
+    queries = encode(model, questions)
+    want_s, want_i = index.search(queries, 10)
+    got = service.retriever.search(questions, 10)
+    got_i = np.array([[i for i, _ in row] for row in got])
+    np.testing.assert_allclose([[s for _, s in row] for row in got], want_s, atol=2e-3)
+    assert (got_i == want_i).mean() > 0.95
+    for q, ids, scores, mine in zip(queries, want_i, want_s, got_i, strict=True):
+        for rank in np.nonzero(mine != ids)[0]:  # a different passage only at a near-tie
+            assert abs(float(fp32[mine[rank]] @ q) - scores[rank]) < 4e-3
+
+
+def test_dimension_mismatch_is_refused(dense_subset_index) -> None:
+    from services.tools.search.flat import ShardedFlat
+
+    vectors = ShardedFlat([np.zeros((3, 16), dtype=np.float16)])
+    with pytest.raises(ValueError, match="384 dimensions but the index holds 16"):
+        DenseRetriever(vectors, model_name="all-MiniLM-L6-v2", query_prefix="", device="cpu")

@@ -35,7 +35,7 @@ def test_build_writes_a_complete_manifest(tmp_path) -> None:
     retriever, store, _ = load_index(tmp_path / "idx")
     hits = retriever.search(["lava volcano"], 3)[0]
     assert len(hits) == 3 and all(store.get(i).text.startswith("volcano") for i, _ in hits)
-    assert not list(tmp_path.glob(".idx.partial-*"))
+    assert not list(tmp_path.glob(".idx.partial*"))
 
 
 def test_is_current_tracks_corpus_bytes_backend_and_model(tmp_path) -> None:
