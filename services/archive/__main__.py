@@ -21,6 +21,7 @@ import signal
 import tempfile
 
 from services.archive.settings import ArchiveSettings
+from services.archive.workers import run_loop
 
 log = logging.getLogger("services.archive")
 
@@ -41,8 +42,9 @@ def parse_settings(argv: list[str] | None = None) -> ArchiveSettings:
 
 async def serve(settings: ArchiveSettings) -> None:
     from paretopo.grpc_util import GrpcServer
+    from services.archive.changes import ChangeFeed
     from services.archive.grpc import ArchiveServicer, registrar
-    from services.archive.http import create_app
+    from services.archive.http import serving_app
     from services.archive.service import ArchiveService
     from services.archive.store import ArchiveStore
     from services.archive.workers import (
@@ -66,7 +68,7 @@ async def serve(settings: ArchiveSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
 
-    embedded = grpc_server = store = sock = workers = watcher = None
+    embedded = grpc_server = store = sock = workers = watcher = changes = None
     try:
         redis_url = settings.redis_url
         if redis_url is None:
@@ -77,7 +79,10 @@ async def serve(settings: ArchiveSettings) -> None:
             log.warning("no Redis URL given: started an embedded redis-server at %s (pid %d, "
                         "data in %s)", redis_url, embedded.pid, settings.redis_dir)
         store = ArchiveStore.from_url(redis_url, namespace=settings.namespace)
-        service = ArchiveService(store)
+        changes = ChangeFeed.for_client(store.client, store.keys.any_run)
+        if changes is not None:
+            changes.start()
+        service = ArchiveService(store, changes)
         secret = settings.write_token.get_secret_value() if settings.write_token else None
         reader = settings.read_token.get_secret_value() if settings.read_token else None
         sock = bind_socket(settings.host, settings.http_port)
@@ -90,8 +95,8 @@ async def serve(settings: ArchiveSettings) -> None:
         grpc_server = GrpcServer(registrar(ArchiveServicer(service, write_token=secret)),
                                  host=settings.host, port=settings.grpc_port,
                                  reflection_enabled=settings.reflection)
-        http = http_server(create_app(service, write_token=secret, read_token=reader,
-                                      max_body_bytes=settings.max_body_bytes))
+        http = http_server(serving_app(service, write_token=secret, read_token=reader,
+                                       max_body_bytes=settings.max_body_bytes))
         await grpc_server.start()
         log.info("archive: gRPC on %s:%d, REST and page on http://%s:%d/ (%d process%s)",
                  settings.host, grpc_server.port, settings.host, sock.getsockname()[1],
@@ -108,6 +113,8 @@ async def serve(settings: ArchiveSettings) -> None:
             watcher.cancel()
         if grpc_server is not None:
             await grpc_server.stop()
+        if changes is not None:
+            await changes.close()
         if store is not None:
             await store.close()
         if sock is not None:
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     metrics_dir = shared_metrics_dir(settings)
     try:
-        asyncio.run(serve(settings))
+        run_loop(serve(settings))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

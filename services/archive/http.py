@@ -35,6 +35,7 @@ from services.archive.models import (
     RunInfo,
     RunState,
     Stage,
+    valid_prompt_id,
 )
 from services.archive.service import MAX_BATCH, ArchiveService, RunView
 
@@ -167,45 +168,74 @@ def render_view(view: RunView, suffix: str) -> bytes:
 
 
 class CachedReads:
-    """Answer `GET /api/v1/runs/{id}`, `.../state` and `.../front` straight from the run's
-    cached view, ahead of FastAPI.
+    """Answer the hot reads ahead of FastAPI and its middleware (this is the app uvicorn
+    runs): `GET /api/v1/runs/{id}`, `.../state` and `.../front` from the run's cached view,
+    and `GET .../nstar/{prompt_id}` with one Redis read.
 
-    Profiled under 32 readers, FastAPI's routing, parameter validation and dependency
-    solving were the largest part of such a request once the body itself was cached. Only
-    the plain success case is answered here: a wrong token, an unknown or unreadable run or
-    Redis being down fall through to the FastAPI route, so errors and documentation keep
-    one source.
+    Profiled under 32 readers, FastAPI's routing, parameter validation, dependency solving
+    and its middleware stack were the largest part of such a request once the body itself
+    was cached. Only the plain success case is answered here, with its metrics noted
+    directly: a wrong token, an invalid argument, an unknown or unreadable run or Redis
+    being down fall through to the FastAPI route, so errors and documentation keep one
+    source. A front the change feed vouches for is answered without a Redis round trip.
     """
 
-    PATH = re.compile(r"/api/v1/runs/(" + RUN_ID_PATTERN.strip("^$") + r")(/front|/state)?")
+    VIEW_PATH = re.compile(r"/api/v1/runs/(" + RUN_ID_PATTERN.strip("^$")
+                           + r")(/front|/state)?")
+    NSTAR_PATH = re.compile(r"/api/v1/runs/(" + RUN_ID_PATTERN.strip("^$")
+                            + r")/nstar/([^/]+)")
+    ROUTE = "GET /api/v1/runs/{run_id}"
+    NSTAR = "/nstar/{prompt_id}"
 
-    def __init__(self, app: ASGIApp, *, service: ArchiveService, read_token: str | None,
-                 routes: dict[str, BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, *, service: ArchiveService,
+                 read_token: str | None) -> None:
         self.app = app
         self.service = service
         self.read_token = read_token.encode() if read_token else None
-        self.routes = routes
+        # metric children bound once: labels() costs a lock and a dict lookup per call
+        self.noted = {suffix: (metrics.LATENCY.labels("rest", self.ROUTE + suffix),
+                               metrics.REQUESTS.labels("rest", self.ROUTE + suffix, "200"))
+                      for suffix in [*VIEW_RENDERERS, self.NSTAR]}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            match = self.PATH.fullmatch(scope["path"])
-            if match is not None and self._authorized(scope):
-                run_id, suffix = match.group(1), match.group(2) or ""
+        if scope["type"] == "http" and scope["method"] == "GET" and self._authorized(scope):
+            start = time.perf_counter()
+            answered = await self._answer(scope["path"])
+            if answered is not None:
+                route, body = answered
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                latency, requests = self.noted[route]
+                latency.observe(time.perf_counter() - start)
+                requests.inc()
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, path: str) -> tuple[str, bytes] | None:
+        """(route suffix, response body), or None to let FastAPI answer."""
+        if match := self.VIEW_PATH.fullmatch(path):
+            run_id, suffix = match.group(1), match.group(2) or ""
+            view = self.service.current_front(run_id) if suffix == "/front" else None
+            if view is None:
                 try:
                     view = await self.service.run_view(run_id, with_known=suffix != "/front")
                 except ParetopoError:
-                    pass  # the route answers with the error
-                else:
-                    body = render_view(view, suffix)
-                    scope["route"] = self.routes[suffix]  # for the metrics' route label
-                    await send({"type": "http.response.start", "status": 200, "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode())]})
-                    await send({"type": "http.response.body", "body": body})
-                    return
-        await self.app(scope, receive, send)
+                    return None
+            return suffix, render_view(view, suffix)
+        if (match := self.NSTAR_PATH.fullmatch(path)) and valid_prompt_id(match.group(2)):
+            run_id, prompt_id = match.groups()
+            try:
+                [value] = await self.service.get_optimal_calls(run_id, [prompt_id])
+            except ParetopoError:
+                return None
+            body = OptimalCalls(prompt_id=prompt_id, optimal_calls=value).model_dump_json()
+            return self.NSTAR, body.encode()
+        return None
 
     def _authorized(self, scope: Scope) -> bool:
+        """Whether the read token (if any) is right; a wrong one goes to the route (401)."""
         if self.read_token is None:
             return True
         for name, value in scope["headers"]:
@@ -214,6 +244,14 @@ class CachedReads:
                 return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
                                                                            self.read_token)
         return False
+
+
+def serving_app(service: ArchiveService, *, write_token: str | None = None,
+                read_token: str | None = None, max_body_bytes: int = 1 << 20) -> ASGIApp:
+    """What the HTTP server runs: the cached reads, then the FastAPI app (`create_app`)."""
+    app = create_app(service, write_token=write_token, read_token=read_token,
+                     max_body_bytes=max_body_bytes)
+    return CachedReads(app, service=service, read_token=read_token)
 
 
 def create_app(service: ArchiveService, *, write_token: str | None = None,
@@ -319,9 +357,6 @@ def create_app(service: ArchiveService, *, write_token: str | None = None,
                           ) -> list[int]:
         return await service.get_optimal_calls(run_id, prompt_id)
 
-    routes = {r.path: r for r in app.router.routes if isinstance(r, APIRoute)}
-    app.add_middleware(CachedReads, service=service, read_token=read_token, routes={
-        suffix: routes["/api/v1/runs/{run_id}" + suffix] for suffix in VIEW_RENDERERS})
     _install_handlers(app, write_token=write_token, max_body_bytes=max_body_bytes)
     return app
 

@@ -18,6 +18,11 @@ class ArchiveKeys:
         """Set of run ids."""
         return f"{self.namespace}:runs"
 
+    @property
+    def any_run(self) -> str:
+        """Prefix of every run's keys (what the change feed subscribes to)."""
+        return self.run_prefix("")
+
     def run_prefix(self, run_id: str) -> str:
         return run_prefix(self.namespace, run_id)
 

@@ -18,6 +18,7 @@ from paretopo.core import scalarization
 from paretopo.core.scalarization import Stage1State
 from paretopo.errors import InvalidArgument, NotFound, ParetopoError, describe_validation_error
 from services.archive import metrics
+from services.archive.changes import ChangeFeed, Token
 from services.archive.models import (
     PROMPT_ID_MAX_CHARS,
     FrontPoint,
@@ -90,6 +91,9 @@ class RunView:
 
     version: tuple[int | None, int]
     info: RunInfo
+    # the change feed's token taken before this view was read: while it is current, the
+    # state (and so the front) has not changed
+    token: Token | None = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, make: Callable[[], T]) -> T:
@@ -106,8 +110,9 @@ def _initial_state_dict(config: RunConfig) -> dict[str, Any]:
 class ArchiveService:
     """All archive behaviour; safe to share between the gRPC and REST adapters."""
 
-    def __init__(self, store: ArchiveStore) -> None:
+    def __init__(self, store: ArchiveStore, changes: ChangeFeed | None = None) -> None:
         self.store = store
+        self.changes = changes  # without one, every read asks Redis for the version
         self._configs: dict[str, RunConfig] = {}  # configs are immutable once written
         self._views: dict[str, RunView] = {}
 
@@ -145,23 +150,39 @@ class ArchiveService:
         behind: use it only for what does not show that count (the front)."""
         _check_run_id(run_id)
         view = self._views.get(run_id)
+        if not with_known and (cached := self.current_front(run_id)) is not None:
+            return cached
+        # Taken before asking Redis: a write after this point changes the token.
+        token = self.changes.token(run_id) if self.changes is not None else None
         if with_known:
             current = await self.store.version_and_known(run_id)
             if view is not None and view.version == current:
+                view.token = token
                 return view
         else:
             version = await self.store.version(run_id)
             if view is not None and view.version[0] == version:
+                view.token = token
                 return view
         config_json, state, known, state_version = await self.store.config_and_state(run_id)
         if run_id not in self._configs:
             self._configs[run_id] = _parse_config(run_id, config_json)
         info = RunInfo(config=self._configs[run_id], state=_run_state(run_id, state, known))
-        view = RunView((state_version, known), info)
+        view = RunView((state_version, known), info, token)
         if len(self._views) >= MAX_CACHED_RUNS:
             self._views.pop(next(iter(self._views)))
         self._views[run_id] = view
         return view
+
+    def current_front(self, run_id: str) -> RunView | None:
+        """The cached view of a run when the change feed vouches that its state has not
+        changed since it was read (no Redis round trip), else None. Only for what does not
+        show the n* count (the front): n* changes are not followed."""
+        view = self._views.get(run_id)
+        if view is not None and self.changes is not None and self.changes.current(view.token,
+                                                                                   run_id):
+            return view
+        return None
 
     async def run_info(self, run_id: str) -> RunInfo:
         return (await self.run_view(run_id)).info

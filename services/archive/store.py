@@ -110,7 +110,17 @@ class ArchiveStore:
             created = int(await self._create_run(keys=keys, args=args))
         if created < 0:
             raise AlreadyExists(f"run {run_id!r} already exists with a different config")
+        if created:
+            await self.barrier()
         return created == 1
+
+    async def barrier(self) -> None:
+        """One more round trip after a write, before it is acknowledged: Redis writes out
+        everything a command queued (the change feeds' invalidations included) before it
+        reads the next command, so once this returns every feed has the write's message in
+        its socket (`services.archive.changes`)."""
+        async with redis_errors():
+            await self.client.ping()
 
     async def run_ids(self) -> list[str]:
         async with redis_errors():
@@ -202,6 +212,7 @@ class ArchiveStore:
                     pipe.hset(history_key, str(step), json.dumps(record))
                     pipe.incr(self.keys.version(run_id))
                     await pipe.execute()
+                    await self.barrier()
                     return record, False
                 except WatchError:
                     continue
@@ -225,6 +236,7 @@ class ArchiveStore:
                     pipe.set(state_key, json.dumps(state))
                     pipe.incr(self.keys.version(run_id))
                     await pipe.execute()
+                    await self.barrier()
                     return state
                 except WatchError:
                     continue

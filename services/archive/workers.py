@@ -23,7 +23,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 
@@ -44,7 +45,22 @@ class HttpServer(uvicorn.Server):
 
 
 def http_server(app: object) -> HttpServer:
-    return HttpServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    # proxy_headers off: nothing here uses the client address, and its middleware ran on
+    # every request
+    return HttpServer(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                     proxy_headers=False))
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (it comes with uvicorn[standard]): its transports
+    and loop are C, and under read load the plain asyncio loop's socket writes and
+    callbacks were a large share of each request."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -134,17 +150,21 @@ class RestWorkers:
 
 
 async def _serve_worker(settings: ArchiveSettings, fd: int) -> None:
-    from services.archive.http import create_app
+    from services.archive.changes import ChangeFeed
+    from services.archive.http import serving_app
     from services.archive.service import ArchiveService
     from services.archive.store import ArchiveStore
 
     assert settings.redis_url is not None
     sock = socket.socket(fileno=fd)
     store = ArchiveStore.from_url(settings.redis_url, namespace=settings.namespace)
+    changes = ChangeFeed.for_client(store.client, store.keys.any_run)
+    if changes is not None:
+        changes.start()
     secret = settings.write_token.get_secret_value() if settings.write_token else None
     reader = settings.read_token.get_secret_value() if settings.read_token else None
-    http = http_server(create_app(ArchiveService(store), write_token=secret, read_token=reader,
-                                  max_body_bytes=settings.max_body_bytes))
+    http = http_server(serving_app(ArchiveService(store, changes), write_token=secret,
+                                   read_token=reader, max_body_bytes=settings.max_body_bytes))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, http.handle_exit, sig, None)
@@ -152,6 +172,8 @@ async def _serve_worker(settings: ArchiveSettings, fd: int) -> None:
     try:
         await http.serve(sockets=[sock])
     finally:
+        if changes is not None:
+            await changes.close()
         await store.close()
 
 
@@ -161,7 +183,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     settings = ArchiveSettings.model_validate(json.loads(sys.stdin.read()))
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    asyncio.run(_serve_worker(settings, int(args[0])))
+    run_loop(_serve_worker(settings, int(args[0])))
 
 
 if __name__ == "__main__":

@@ -91,3 +91,32 @@ def test_errors_keep_their_codes_on_the_fast_path(archive3):
     r = httpx.get(f"{base}/api/v1/runs/nope/front")
     assert r.status_code == 404 and "nope" in r.json()["message"]
     assert httpx.get(f"{base}/api/v1/runs/bad%20id/front").status_code == 422
+
+
+def test_unchanged_fronts_are_served_without_asking_redis(archive3):
+    """Once each process's change feed is live and its view cached, front reads send no
+    command to Redis; a write is still seen by the very next read."""
+    import redis
+
+    stub = archive3.stub()
+    create_run(stub, "quiet")
+    client = redis.Redis.from_url(archive3.redis.url)
+    url = f"{archive3.base_url}/api/v1/runs/quiet/front"
+
+    def gets() -> int:
+        return int(client.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+    deadline = time.monotonic() + 20
+    while True:
+        before = gets()
+        for _ in range(30):  # a new connection each: reads spread over the processes
+            assert httpx.get(url).status_code == 200
+        if gets() == before:
+            break
+        assert time.monotonic() < deadline, "front reads kept asking Redis"
+    stub.ReportOutcome(archive_pb2.ReportOutcomeRequest(
+        run_id="quiet", step=0, outcome=common_pb2.ObjectiveVector(values=[0.5, 0.5])),
+        metadata=AUTH, timeout=5)
+    for _ in range(10):
+        assert [p["step"] for p in httpx.get(url).json()["points"]] == [0]
+    client.close()
