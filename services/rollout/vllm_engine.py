@@ -1,6 +1,6 @@
 """The vLLM engine (GPU, production). `vllm` is imported only when this engine is built.
 
-Written against vLLM's documented offline API: `LLM(model=..., ...)`, `LLM.generate` with
+Written against vLLM 0.32.0's offline API: `LLM(model=..., ...)`, `LLM.generate` with
 token prompts (`{"prompt_token_ids": [...]}`) and one `SamplingParams` per prompt,
 `stop=[...]` with `include_stop_str_in_output=True` (the model wrote the stop string, so the
 learner trains on it), and `logprobs=0` with `logprobs_mode="processed_logprobs"` (the
@@ -10,15 +10,17 @@ without restarting the engine: `LLM.collective_rpc("reload_from_dir", args=(path
 the worker extension's method (`vllm_worker.py`) in every worker, which streams the
 checkpoint's safetensors into the model's `load_weights`; the prefix cache is then reset,
 since cached KV came from the old weights. Each request's prompts are checked against the
-context length before batching, so one over-long prompt fails its own request only.
-Untested here (no GPU, no vllm): the engine arguments, the reload message, the parameter
-mapping, the length check and the import guard are tested without vllm.
+context length, and its `vllm.SamplingParams` built (vLLM validates them then), before it is
+batched with others, so one bad request fails alone rather than the whole batch.
+tests/integration/rollout/test_vllm_real_interface.py checks all of this against vLLM 0.32.0's
+own classes on CPU; only generating and reloading on a GPU are not run there.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from paretopo.hf_policy import load_tokenizer
@@ -49,7 +51,7 @@ def sampling_kwargs(sampling: SamplingParams, stop: Sequence[str],
     return {
         "temperature": sampling.temperature,  # vLLM: 0 is greedy, as ours
         "top_p": sampling.top_p,
-        "top_k": sampling.top_k if sampling.top_k > 0 else -1,  # vLLM: -1 (or 0) keeps all
+        "top_k": sampling.top_k,  # 0 keeps all, as ours (vLLM 0.32 takes -1 only quietly)
         "seed": sampling.seed,
         "max_tokens": max_new_tokens,
         "stop": list(stop),
@@ -58,6 +60,11 @@ def sampling_kwargs(sampling: SamplingParams, stop: Sequence[str],
         "spaces_between_special_tokens": False,
         "logprobs": 0,  # the sampled token only
     }
+
+
+def token_prompt(ids: Sequence[int]) -> dict[str, list[int]]:
+    """One prompt as vLLM's `TokensPrompt`: token ids, no text to tokenise again."""
+    return {"prompt_token_ids": list(ids)}
 
 
 def finish_of(reason: str | None, stop_reason: object) -> Finish:
@@ -78,6 +85,13 @@ def engine_kwargs(settings: EngineSettings) -> dict[str, Any]:
     if settings.dtype != "auto":
         kwargs["dtype"] = settings.dtype
     return kwargs
+
+
+@dataclass
+class VllmRequest(GenerateRequest):
+    """A request with its `vllm.SamplingParams`, built (and so validated) before batching."""
+
+    params: Any = None
 
 
 def reload_call(path: str) -> tuple[str, tuple[str]]:
@@ -105,7 +119,10 @@ class VllmEngine:
         method, args = reload_call(path)
         with self._lock:
             self.llm.collective_rpc(method, args=args)
-            self.llm.reset_prefix_cache()
+            # Cached KV was computed with the old weights; vLLM answers False when it could
+            # not drop it (requests still running), and serving from it would go off-policy.
+            if not self.llm.reset_prefix_cache():
+                raise RuntimeError(f"vLLM kept its prefix cache after loading {path}")
             self.version = version
 
     async def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingParams,
@@ -113,16 +130,18 @@ class VllmEngine:
         check_prompt_lengths(prompts, self.context_length)
         if not prompts:
             return []
-        request = GenerateRequest(prompts, sampling, tuple(stop), max_new_tokens)
+        # Built here, not in the batch: vLLM refuses some values we allow (temperature above
+        # 2), and that must fail this request only.
+        params = self._vllm.SamplingParams(**sampling_kwargs(sampling, stop, max_new_tokens))
+        request = VllmRequest(prompts, sampling, tuple(stop), max_new_tokens, params=params)
         return await self._scheduler.submit(request)
 
-    def _run_batch(self, batch: list[GenerateRequest]) -> list[list[Generation]]:
+    def _run_batch(self, batch: list[VllmRequest]) -> list[list[Generation]]:
         prompts, params = [], []
         for r in batch:
-            p = self._vllm.SamplingParams(**sampling_kwargs(r.sampling, r.stop, r.max_new_tokens))
             for ids in r.prompts:
-                prompts.append({"prompt_token_ids": list(ids)})
-                params.append(p)
+                prompts.append(token_prompt(ids))
+                params.append(r.params)
         with self._lock:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)
         gens = [self._generation(o.outputs[0]) for o in outputs]

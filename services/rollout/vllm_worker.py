@@ -32,10 +32,14 @@ def safetensors_weights(path: str) -> Iterator[tuple[str, Any]]:
 
 
 class WeightReloader:
-    """Mixed into vLLM's worker class: `self.model_runner` is the worker's."""
+    """Mixed into vLLM's worker class: `self.model_runner` is the worker's. vLLM refuses an
+    extension with any attribute its worker already has, so this class declares none but
+    the reload method (the annotation below creates no attribute)."""
 
     model_runner: Any
 
     def reload_from_dir(self, path: str) -> None:
-        """Stream the checkpoint at `path` into the running model's `load_weights`."""
-        self.model_runner.model.load_weights(weights=safetensors_weights(path))
+        """Stream the checkpoint at `path` into the running model's `load_weights`. Returns
+        None: the reply travels back through vLLM's message encoder too."""
+        # get_model(), not .model: it unwraps the CUDA-graph wrapper vLLM may put around it.
+        self.model_runner.get_model().load_weights(weights=safetensors_weights(path))

@@ -25,7 +25,7 @@ def test_sampling_maps_one_to_one():
 
 
 def test_top_k_zero_means_all_in_vllm_terms():
-    assert sampling_kwargs(SamplingParams(), [], 8)["top_k"] == -1
+    assert sampling_kwargs(SamplingParams(), [], 8)["top_k"] == 0  # vLLM 0.32: 0 disables
 
 
 def test_finish_reasons():
@@ -111,8 +111,11 @@ def test_the_worker_extension_streams_every_tensor_into_the_model(tiny_policy) -
         def load_weights(self, weights) -> None:
             self.loaded = dict(weights)
 
-    class Runner:
+    class Runner:  # vLLM's model runners hand out the unwrapped model by get_model()
         model = Model()
+
+        def get_model(self) -> Model:
+            return self.model
 
     worker = WeightReloader()
     worker.model_runner = Runner()
