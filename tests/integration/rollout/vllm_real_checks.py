@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import vllm
@@ -33,13 +34,16 @@ from vllm.config import DeviceConfig, ModelConfig, ParallelConfig, VllmConfig
 from vllm.engine.arg_utils import EngineArgs
 from vllm.exceptions import VLLMValidationError
 from vllm.inputs import TokensPrompt
+from vllm.outputs import CompletionOutput
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine import EngineCoreOutputs, EngineCoreRequestType
 from vllm.v1.engine.core import EngineCoreProc, EngineShutdownState
 from vllm.v1.engine.core_client import SyncMPClient, _process_utility_output
 from vllm.v1.engine.input_processor import InputProcessor
 from vllm.v1.engine.llm_engine import LLMEngine
+from vllm.v1.engine.logprobs import LogprobsProcessor
 from vllm.v1.executor.uniproc_executor import UniProcExecutor
+from vllm.v1.outputs import LogprobsLists
 from vllm.v1.serial_utils import MsgpackDecoder, MsgpackEncoder
 from vllm.v1.worker.gpu_model_runner import GPUModelRunner
 from vllm.v1.worker.gpu_worker import Worker
@@ -111,6 +115,26 @@ def test_vllm_refuses_a_temperature_we_allow_and_fails_that_request_alone():
     engine._scheduler = None  # reaching the batch would raise AttributeError instead
     with pytest.raises(VLLMValidationError):
         asyncio.run(engine.generate([[1, 2]], bad, STOP, 8))
+
+
+@pytest.mark.parametrize(("finish", "stop_reason", "ours"), [
+    ("stop", "</python>", "stop"), ("stop", None, "eos"), ("stop", 99, "eos"),
+    ("length", None, "length")])
+def test_we_read_vllms_outputs(finish, stop_reason, ours):
+    """The sampled tokens' log-probabilities as vLLM's own output processing files them when
+    `logprobs=0` (the sampler's rows hold the sampled token first, and only it)."""
+    params = vllm.SamplingParams(**sampling_kwargs(SamplingParams(), STOP, 8))
+    processor = LogprobsProcessor.from_new_request(None, SimpleNamespace(sampling_params=params))
+    for token, logprob in [(7, -0.25), (9, -1.5)]:
+        processor._update_sample_logprobs(LogprobsLists(
+            np.array([[token]]), np.array([[logprob]], dtype=np.float32), np.array([3])))
+    out = CompletionOutput(index=0, text="ab", token_ids=[7, 9],
+                           cumulative_logprob=processor.cumulative_logprob,
+                           logprobs=processor.logprobs, finish_reason=finish,
+                           stop_reason=stop_reason)
+    generation = VllmEngine._generation(out)
+    assert (generation.token_ids, generation.text, generation.finish) == ([7, 9], "ab", ours)
+    assert generation.logprobs == [-0.25, -1.5]
 
 
 # --- prompts and the calls on LLM ---------------------------------------------------------
