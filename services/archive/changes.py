@@ -153,7 +153,7 @@ class ChangeFeed(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peek: socket.socket | None = None
         self._lost: asyncio.Future[None] | None = None
-        self._refused = False
+        self._refused = self._refused_before = False
         self._went_live = False
         self._task: asyncio.Task[None] | None = None
 
@@ -262,6 +262,8 @@ class ChangeFeed(asyncio.Protocol):
             self._abort()
             return
         for reply in replies:
+            if self._peek is None:  # aborted by an earlier reply: trust nothing after it
+                return
             self._on_reply(reply)
         if len(data) >= RESYNC_BYTES and self.live:
             self._send("ping", command("PING"))
@@ -280,9 +282,10 @@ class ChangeFeed(asyncio.Protocol):
             return
         what = self._expect.pop(0) if self._expect else "?"
         if isinstance(reply, RespError):
-            log.warning("change feed: Redis refused %s (%s); reads ask Redis every time",
-                        what, reply)
-            self._refused = True
+            log.log(logging.DEBUG if self._refused_before else logging.WARNING,
+                    "change feed: Redis refused %s (%s); every read asks Redis (retrying "
+                    "every %.0f s)", what, reply, REFUSED_RETRY_S)
+            self._refused = self._refused_before = True
             self._abort()
         elif what == "id":
             self._send("tracking", command("CLIENT", "TRACKING", "ON", "REDIRECT", reply,
