@@ -44,7 +44,9 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 SECCOMP_MODE_FILTER = 2
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _read_exact(fd, n):
@@ -75,7 +77,7 @@ def send_frame(fd, obj):
 
 def install_seccomp(bpf):
     """Load a classic-BPF seccomp program (bytes of struct sock_filter[])."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = LIBC
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS failed")
 
@@ -95,7 +97,7 @@ def harden(cfg):
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)  # after this, no capability is left in any namespace we hold
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = LIBC
     # Non-dumpable: a child of the same uid cannot read/write /proc/<zygote>/mem or ptrace it.
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     # Orphans of a snippet re-parent to us, not to init, so that cleanup can find them all.
@@ -245,12 +247,15 @@ def read_request(fd):
     return json.loads(b"".join(chunks))
 
 
-def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
+def child_main(cfg, workdir, out_w, err_w, status_w, req_r, parent):
     """In the forked child: isolate, wait for the call, limit, run the snippet; never returns.
 
     Everything that does not depend on the call is done before it arrives (the child is
-    forked ahead, while the worker is idle); only the limits and the code come with it."""
+    forked ahead, while the worker is idle); only the limits and the code come with it.
+    When the snippet is done the child reports it on the status pipe and parks until the
+    zygote kills it (`finish`)."""
     status = {"exc": None}
+    me = os.getpid()
     try:
         cgroup = cfg.get("cgroup")
         if cgroup:
@@ -258,6 +263,10 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
             # was opened by the service (as root), which is what the kernel checks.
             os.write(cgroup["procs_fd"], b"0")
         os.setsid()
+        # Parked after its call (`finish`), this process waits for the zygote's SIGKILL;
+        # should the zygote die first, the kernel sends it instead.
+        if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+            raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed or the zygote is gone")
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
@@ -273,9 +282,6 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
                            "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
                            "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
-        req = read_request(4)
-        os.close(4)
-        set_limits(req)
         # Fresh streams over the new fds; they live as long as the process (noqa: SIM115).
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
@@ -283,6 +289,10 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace",  # noqa: SIM115
                           closefd=False)
         sys.argv = ["<snippet>"]
+        warm_up()
+        req = read_request(4)
+        os.close(4)
+        set_limits(req)
     except BaseException as err:  # the sandbox set-up failed: say so, run nothing
         status = {"exc": "SetupError", "msg": repr(err), "pid": os.getpid()}
         for fd in (3, status_w):  # 3 once dup2-ed; the original until then
@@ -309,25 +319,74 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r):
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
-    status["pid"] = os.getpid()  # a forked copy of the snippet reaches here too
-    with contextlib.suppress(BaseException):
+    finish(status, code & 0xFF, me)
+
+
+def warm_up():
+    """Touch, before the call arrives, the memory that every call touches: the pages the
+    forked child shares with the zygote are copied on its first write to them, and these
+    copies would otherwise be made on the caller's clock. Leaves nothing behind."""
+    json.loads(json.dumps({"code": "pass", "wall_s": 1.0, "memory_mb": 1}))
+    exec(compile("pass", "<snippet>", "exec"), {"__name__": "__main__"})
+    print(end="", flush=True)
+    json.dumps({"exc": None, "pid": 1, "done": True, "exit": 0, "cpu_s": 0.0}).encode()
+    resource.getrusage(resource.RUSAGE_SELF)
+
+
+def finish(status, code, me):
+    """Report the end of the snippet on the status pipe, then wait to be killed.
+
+    The record says "done" and carries the exit status and CPU time, so the zygote can
+    reply at once, without waiting for this process to exit: exiting tears down an address
+    space as large as the zygote's, which costs about as much as the rest of a call and ran
+    on the caller's clock (on the CPU the zygote was woken on). The zygote kills this
+    process after its reply, in the clean-up it always does before the next call. A forked
+    copy of the snippet that reaches here (its pid is not ``me``) exits as before, so that
+    a snippet's own ``waitpid`` on it returns."""
+    ours = os.getpid() == me
+    status["pid"] = os.getpid()
+    try:
+        ru, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+            resource.RUSAGE_CHILDREN)
+        status.update(done=ours, exit=code, cpu_s=ru.ru_utime + ru.ru_stime
+                      + kids.ru_utime + kids.ru_stime)
         os.write(3, json.dumps(status).encode() + b"\n")
-    os._exit(code & 0xFF)
+        if ours:
+            # Every signal blocked: only the zygote's SIGKILL ends the wait (and the
+            # parent-death signal set ahead, should the zygote itself die first).
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            while True:
+                signal.pause()
+    finally:
+        os._exit(code)
 
 
 class Collector:
-    """Reads the child's stdout (first N bytes kept), stderr (last N kept) and status pipe."""
+    """Reads the child's stdout (first N bytes kept), stderr (last N kept) and status pipe,
+    until the child's final record says it is done, or it exits. Set up ahead of the call
+    (`arm` gives it the call's output limits)."""
 
-    def __init__(self, req, out_r, err_r, status_r, pidfd):
-        self.limit = req["max_output_bytes"]
-        self.flood = self.limit * req["output_kill_factor"]
+    def __init__(self, pid, out_r, err_r, status_r, pidfd):
+        self.pid = pid
+        self.limit = self.flood = 0
         self.out, self.err, self.status = bytearray(), bytearray(), bytearray()
         self.out_total = self.err_total = 0
+        self.entries = []  # status records of the child itself (not of its forked copies)
         self.sel = selectors.DefaultSelector()
         for fd, name in ((out_r, "out"), (err_r, "err"), (status_r, "status")):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, name)
         self.sel.register(pidfd, selectors.EVENT_READ, "exit")
+
+    def arm(self, req):
+        self.limit = req["max_output_bytes"]
+        self.flood = self.limit * req["output_kill_factor"]
+
+    @property
+    def done(self):
+        """The child's final record, once it has arrived; else None."""
+        last = self.entries[-1] if self.entries else None
+        return last if last is not None and last.get("done") else None
 
     def take(self, name, chunk):
         if name == "out":
@@ -341,10 +400,24 @@ class Collector:
             del self.err[:-self.limit]
         elif len(self.status) < 65536:
             self.status += chunk
+            self.parse_status()
 
-    def drain(self, key):
-        """Read what is there now; unregister on EOF."""
-        while True:
+    def parse_status(self):
+        """Move the complete lines of the status pipe into `entries` (the child's own)."""
+        *lines, rest = bytes(self.status).split(b"\n")
+        self.status = bytearray(rest)
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("pid") == self.pid:
+                self.entries.append(entry)
+
+    def drain(self, key, cap=None):
+        """Read what is there now (at most `cap` bytes); unregister on EOF."""
+        got = 0
+        while cap is None or got < cap:
             try:
                 chunk = os.read(key.fd, 65536)
             except BlockingIOError:
@@ -352,12 +425,14 @@ class Collector:
             if not chunk:
                 self.sel.unregister(key.fd)
                 return
+            got += len(chunk)
             self.take(key.data, chunk)
 
     def run(self, pid, deadline):
-        """Collect until the child exits (or the deadline / output flood). Returns a dict."""
+        """Collect until the child is done or exits (or the deadline / output flood).
+        Returns a dict: "status" and "rusage" are set only when the child exited."""
         state = {"timed_out": False, "flooded": False, "status": None, "rusage": None}
-        while state["status"] is None:
+        while state["status"] is None and self.done is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 state["timed_out"] = True
@@ -373,7 +448,10 @@ class Collector:
                 break
         for key in list(self.sel.get_map().values()):
             if key.data != "exit":
-                self.drain(key)  # what the child wrote before it ended
+                # What the child wrote before it ended: all of it is in the pipes by now
+                # (it flushed before its final record). Bounded, since what the snippet
+                # left running may still be writing.
+                self.drain(key, cap=self.flood + 65536)
         self.sel.close()
         return state
 
@@ -389,7 +467,8 @@ def cgroup_oom_kills(cgroup):
 
 
 class Spare:
-    """A child forked ahead of its call: set up, in its cgroup, waiting for the request."""
+    """A child forked ahead of its call: set up, in its cgroup, waiting for the request;
+    with the zygote's side of the call (collector, OOM count) ready too."""
 
     def __init__(self, cfg):
         scratch = cfg["scratch_dirs"]
@@ -397,17 +476,23 @@ class Spare:
         os.mkdir(workdir, 0o700)
         pipes = [os.pipe() for _ in range(3)]
         req_r, self.req_w = os.pipe()
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(self.req_w)
             for r, _ in pipes:
                 os.close(r)
-            child_main(cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1], req_r)
+            child_main(cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1], req_r, parent)
         os.close(req_r)
         for _, w in pipes:
             os.close(w)
         self.out_r, self.err_r, self.status_r = (r for r, _ in pipes)
         self.pidfd = os.pidfd_open(self.pid)
+        self.collector = Collector(self.pid, self.out_r, self.err_r, self.status_r,
+                                   self.pidfd)
+        # Nothing runs in the call cgroup until the call but this idle child: the count
+        # cannot change before the call starts.
+        self.oom_before = cgroup_oom_kills(cfg["cgroup"]) if cfg.get("cgroup") else 0
 
     def send(self, req):
         """Hand the call over (a child that already failed its set-up gets none)."""
@@ -425,26 +510,28 @@ class Spare:
 
 
 def run_call(req, cfg, spare):
+    """Run one call on the spare child; the result dict. The child may still be alive
+    (parked after its final record): `cleanup` ends it, after the reply."""
     cgroup = cfg.get("cgroup")
     if cgroup:
         # The whole call (every process, tmpfs page and page-cache page it touches) is
         # charged to this one cgroup; its limit is the call's memory limit.
         os.pwrite(cgroup["limit_fd"], b"%d" % (int(req["memory_mb"]) * MiB), 0)
-        oom_before = cgroup_oom_kills(cgroup)
     start = time.monotonic()
-    pid = spare.pid
-    collector = Collector(req, spare.out_r, spare.err_r, spare.status_r, spare.pidfd)
+    pid, collector = spare.pid, spare.collector
+    collector.arm(req)
     spare.send(req)
     state = collector.run(pid, start + req["wall_s"])
     duration = time.monotonic() - start
-    killed = state["status"] is None
+    # A flood ends the call even when the final record came with it.
+    killed = state["status"] is None and (collector.done is None or state["flooded"])
     if killed:
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         _, state["status"], state["rusage"] = os.wait4(pid, 0)
     spare.close()
-    result = report(state, collector, killed, duration, pid)
-    result["oom_killed"] = bool(cgroup) and cgroup_oom_kills(cgroup) > oom_before
+    result = report(state, collector, killed, duration)
+    result["oom_killed"] = bool(cgroup) and cgroup_oom_kills(cgroup) > spare.oom_before
     return result
 
 
@@ -462,18 +549,15 @@ def cleanup(pid, cfg):
         wipe(directory)
 
 
-def report(state, collector, killed, duration, pid):
-    status = state["status"]
-    info = {}
-    for line in bytes(collector.status).splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("pid") == pid:
-            info = entry
-    signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-    exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -signum
+def report(state, collector, killed, duration):
+    info = collector.entries[-1] if collector.entries else {}
+    status, done = state["status"], collector.done
+    if status is None:  # done and parked: its own record has the exit status
+        signum, exit_code, cpu_s = 0, done["exit"], done["cpu_s"]
+    else:
+        signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -signum
+        cpu_s = state["rusage"].ru_utime + state["rusage"].ru_stime
     return {
         "stdout": bytes(collector.out).decode("utf-8", "replace"),
         "stdout_truncated": collector.out_total > len(collector.out),
@@ -492,7 +576,7 @@ def report(state, collector, killed, duration, pid):
         "memory_error": bool(info.get("memory")),
         "syntax_error": bool(info.get("syntax")),
         "duration_s": duration,
-        "cpu_s": state["rusage"].ru_utime + state["rusage"].ru_stime,
+        "cpu_s": cpu_s,
     }
 
 
@@ -524,6 +608,9 @@ def main():
             send_frame(proto_out, {"fatal": traceback.format_exc()})
             return
         send_frame(proto_out, result)
+        # The reply woke the service, possibly onto this CPU: let it run before the
+        # clean-up below (about a millisecond of CPU) instead of after it.
+        os.sched_yield()
         # After the reply, off the caller's clock, and always before the next request is
         # read: end what the call left, wipe the scratch space, fork the next call's child.
         # If that fails this worker exits, and the service replaces it.
