@@ -18,12 +18,18 @@ MECHANISMS = {Mechanism.BWRAP: pb.ISOLATION_MECHANISM_BWRAP,
               Mechanism.RLIMITS: pb.ISOLATION_MECHANISM_RLIMITS}
 
 
+# Looked up once: every result converts its error kind.
+KIND_TO_PROTO = {kind: pb.ExecErrorKind.Value(f"EXEC_ERROR_KIND_{kind.name}")
+                 for kind in ErrorKind}
+KIND_FROM_PROTO = {value: kind for kind, value in KIND_TO_PROTO.items()}
+
+
 def error_kind_to_proto(kind: ErrorKind) -> int:
-    return pb.ExecErrorKind.Value(f"EXEC_ERROR_KIND_{kind.name}")
+    return KIND_TO_PROTO[kind]
 
 
 def error_kind_from_proto(value: int) -> ErrorKind:
-    return ErrorKind[pb.ExecErrorKind.Name(value).removeprefix("EXEC_ERROR_KIND_")]
+    return KIND_FROM_PROTO[value]
 
 
 def limits_from_proto(request: pb.ExecuteRequest) -> dict | None:

@@ -116,7 +116,10 @@ class Worker:
         try:
             self.proc.stdin.write(struct.pack(">I", len(body)) + body)
             await self.proc.stdin.drain()
-            reply = await asyncio.wait_for(self._recv(), timeout_s)
+            # A timeout scope, not wait_for: no task per call, so no extra turns of the
+            # event loop between the reply's arrival and the caller.
+            async with asyncio.timeout(timeout_s):
+                reply = await self._recv()
         except (ConnectionError, BrokenPipeError) as err:
             raise WorkerDied(f"worker {self.index} pipe closed") from err
         except TimeoutError as err:

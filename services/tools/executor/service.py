@@ -40,7 +40,7 @@ import math
 import signal
 import time
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -202,7 +202,15 @@ class ExecutorService:
         self.max_open_files = max_open_files
         self.output_kill_factor = output_kill_factor
         self.metrics = metrics or Metrics()
-        self.metrics.degraded.labels(pool.plan.mechanism.value).set(int(pool.plan.degraded))
+        m = self.metrics
+        m.degraded.labels(pool.plan.mechanism.value).set(int(pool.plan.degraded))
+        # Read from the pool when scraped, not set on every call; labelled children looked
+        # up once: the per-call cost of metrics is a few counter increments.
+        m.workers.set_function(lambda: pool.alive)
+        m.respawns.set_function(lambda: pool.respawned)
+        m.setup_failures.set_function(lambda: pool.setup_failures)
+        self._rpcs = {name: m.rpcs.labels(name) for name in ("Execute", "ExecuteBatch")}
+        self._errors = {kind: m.errors.labels(kind.value) for kind in ErrorKind}
 
     @property
     def plan(self) -> SandboxPlan:
@@ -236,7 +244,7 @@ class ExecutorService:
                       client: Hashable = "") -> ExecResult:
         """Run one snippet for `client` (the fairness key: calls of different clients
         share the workers round-robin)."""
-        self.metrics.rpcs.labels("Execute").inc()
+        self._rpcs["Execute"].inc()
         code, eff = self.validate(code, limits)
         return await self._run(code, eff, client)
 
@@ -244,7 +252,7 @@ class ExecutorService:
                             client: Hashable = "") -> list[ExecResult]:
         """Run many snippets concurrently across the pool; results in input order.
         The whole batch is validated before anything runs. `client` as for `execute`."""
-        self.metrics.rpcs.labels("ExecuteBatch").inc()
+        self._rpcs["ExecuteBatch"].inc()
         if not snippets:
             raise InvalidArgument("the batch is empty")
         if len(snippets) > self.max_batch:
@@ -258,7 +266,7 @@ class ExecutorService:
         return list(await asyncio.gather(*(self._run(c, lim, client) for c, lim in checked)))
 
     async def _run(self, code: str, limits: Limits, client: Hashable) -> ExecResult:
-        request = {"code": code, **asdict(limits), "max_open_files": self.max_open_files,
+        request = {"code": code, **vars(limits), "max_open_files": self.max_open_files,
                    "output_kill_factor": self.output_kill_factor}
         start = time.perf_counter()
         try:
@@ -269,14 +277,10 @@ class ExecutorService:
                                 error=ErrorKind.WORKER_CRASHED,
                                 error_message=f"sandbox worker lost: {err}"[:500],
                                 duration_ms=(time.perf_counter() - start) * 1000.0)
-        m = self.metrics
-        m.calls.inc()
-        m.latency.observe(time.perf_counter() - start)
+        self.metrics.calls.inc()
+        self.metrics.latency.observe(time.perf_counter() - start)
         if not result.ok:
-            m.errors.labels(result.error.value).inc()
-        m.workers.set(self.pool.alive)
-        m.respawns.set(self.pool.respawned)
-        m.setup_failures.set(self.pool.setup_failures)
+            self._errors[result.error].inc()
         return result
 
     def publish_memory_mode(self) -> None:

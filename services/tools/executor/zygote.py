@@ -46,6 +46,9 @@ PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 SECCOMP_MODE_FILTER = 2
+#: Bytes of the status pipe parsed per call: the snippet can write to it too, and must not
+#: be able to make the zygote (outside the call's memory cgroup) hold more.
+STATUS_LIMIT = 65536
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -370,8 +373,8 @@ class Collector:
         self.pid = pid
         self.limit = self.flood = 0
         self.out, self.err, self.status = bytearray(), bytearray(), bytearray()
-        self.out_total = self.err_total = 0
-        self.entries = []  # status records of the child itself (not of its forked copies)
+        self.out_total = self.err_total = self.status_total = 0
+        self.record = None  # the last status record of the child itself (not of its copies)
         self.sel = selectors.DefaultSelector()
         for fd, name in ((out_r, "out"), (err_r, "err"), (status_r, "status")):
             os.set_blocking(fd, False)
@@ -385,8 +388,7 @@ class Collector:
     @property
     def done(self):
         """The child's final record, once it has arrived; else None."""
-        last = self.entries[-1] if self.entries else None
-        return last if last is not None and last.get("done") else None
+        return self.record if self.record is not None and self.record.get("done") else None
 
     def take(self, name, chunk):
         if name == "out":
@@ -398,12 +400,13 @@ class Collector:
             self.err_total += len(chunk)
             self.err += chunk
             del self.err[:-self.limit]
-        elif len(self.status) < 65536:
+        elif self.status_total < STATUS_LIMIT:  # beyond it: read, and dropped
+            self.status_total += len(chunk)
             self.status += chunk
             self.parse_status()
 
     def parse_status(self):
-        """Move the complete lines of the status pipe into `entries` (the child's own)."""
+        """Parse the complete lines of the status pipe, keeping the child's last record."""
         *lines, rest = bytes(self.status).split(b"\n")
         self.status = bytearray(rest)
         for line in lines:
@@ -412,7 +415,7 @@ class Collector:
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("pid") == self.pid:
-                self.entries.append(entry)
+                self.record = entry
 
     def drain(self, key, cap=None):
         """Read what is there now (at most `cap` bytes); unregister on EOF."""
@@ -550,7 +553,7 @@ def cleanup(pid, cfg):
 
 
 def report(state, collector, killed, duration):
-    info = collector.entries[-1] if collector.entries else {}
+    info = collector.record or {}
     status, done = state["status"], collector.done
     if status is None:  # done and parked: its own record has the exit status
         signum, exit_code, cpu_s = 0, done["exit"], done["cpu_s"]

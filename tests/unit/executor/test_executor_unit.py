@@ -159,6 +159,53 @@ def test_fallback_mechanism_still_limits_and_cleans_up(monkeypatch):
     assert out["check"] == "False\n"  # the setsid daemon of the previous call is gone
 
 
+def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
+    """The zygote replies on the child's final status record, without waiting for it to
+    exit; the child, parked meanwhile, is killed before the next call, and so is a snippet
+    that forges that record and keeps running (it only ends its own call early). A forked
+    copy of a snippet still exits (the snippet's waitpid returns), and a flood of the status
+    pipe cannot make the zygote hold more than its cap: the call runs into its wall time."""
+    forge = ("import json, os, time\nprint(os.getpid(), flush=True)\n"
+             "os.write(3, (json.dumps({'pid': os.getpid(), 'done': True, 'exit': 0, "
+             "'cpu_s': 0.0, 'exc': None}) + '\\n').encode())\ntime.sleep(30)")
+    alive = "import os; print(os.path.exists(f'/proc/{PID}'))"
+    calls = [
+        ("plain", "import os; print(os.getpid())", 3.0),
+        ("plain_alive", alive, 3.0),
+        ("forge", forge, 10.0),
+        ("forge_alive", alive, 3.0),
+        ("fork", "import os\nif (pid := os.fork()) == 0:\n    print('copy', flush=True)\n"
+                 "else:\n    os.waitpid(pid, 0)\n    print('parent')", 3.0),
+        ("flood", "import os\nline = b'{\"pid\": %d}\\n' % os.getpid()\nwhile True:\n"
+                  "    os.write(3, line * 1000)", 1.0),
+        ("after", "print(1 + 1)", 3.0),
+    ]
+
+    async def go() -> tuple[dict, int]:
+        pool = WorkerPool(make_plan(mechanism="rlimits", preload=["time"]), 1,
+                          memory="rlimit")
+        await pool.start()
+        try:
+            out: dict = {}
+            for name, code, wall_s in calls:
+                pid = (out.get(name.removesuffix("_alive")) or {}).get("stdout", "0").strip()
+                out[name] = await pool.run({**REQ, "code": code.replace("PID", pid),
+                                            "wall_s": wall_s}, wall_s)
+            return out, pool.respawned
+        finally:
+            await pool.close()
+
+    out, respawned = asyncio.run(go())
+    assert out["plain"]["exit_code"] == 0 and not out["plain"]["killed"]
+    assert out["plain_alive"]["stdout"] == "False\n"
+    forged = out["forge"]
+    assert not forged["timed_out"] and forged["duration_s"] < 5.0, forged
+    assert out["forge_alive"]["stdout"] == "False\n"  # the forger was killed
+    assert out["fork"]["stdout"] == "copy\nparent\n" and out["fork"]["exit_code"] == 0
+    assert out["flood"]["timed_out"] and out["flood"]["killed"]
+    assert out["after"]["stdout"] == "2\n" and respawned == 0
+
+
 @pytest.mark.slow
 def test_bwrap_sees_site_packages_that_live_under_tmp(tmp_path):
     """A virtual environment under /tmp (a CI clone there) stays importable in the sandbox,
