@@ -8,14 +8,16 @@ imports only the standard library and reads no file of the service. It
    does not enforce it for uid 0), makes itself non-dumpable (no ``/proc/1/mem`` for its
    children) and installs the seccomp filter it was given (BPF bytes, built by the service);
 3. keeps one child forked ahead, already in its cgroup, session and fresh private directory,
-   waiting for a call; per call, sets the memory limit of its call cgroup (when the service
-   gave it one), hands the call to that child, which runs the snippet under ``setrlimit``
-   limits, collects stdout
-   (capped) and the stderr tail (both killed on a flood), kills the child's whole session
-   (and, in a PID namespace, every other process in it) at the wall-time limit or when it
-   ends, and reports one JSON result; a child whose set-up failed is reported as such, and
-   the service replaces this worker. After the reply, and before it reads the next call, it
-   ends everything the call left, wipes its scratch directories and forks the next child.
+   its streams open and warmed up, waiting for a call; per call, sets the memory limit of
+   its call cgroup (when the service gave it one), hands the call to that child, which runs
+   the snippet under ``setrlimit`` limits, collects stdout (capped) and the stderr tail
+   (both killed on a flood), and replies with one JSON result as soon as the child's final
+   status record arrives (the child then parks, to be killed, rather than exit: its exit is
+   not on the caller's clock) or the child ends without one; at the wall-time limit it
+   kills the child's whole session first. A child whose set-up failed is reported as such,
+   and the service replaces this worker. After the reply, and before it reads the next
+   call, it ends everything the call left (the parked child too), wipes its scratch
+   directories and forks the next child.
 
 What a call cannot do to this process: the seccomp filter refuses ``prlimit64``,
 ``setpriority``, ``sched_set*`` and ``ioprio_set`` on any process but the caller, so the
@@ -387,8 +389,15 @@ class Collector:
 
     @property
     def done(self):
-        """The child's final record, once it has arrived; else None."""
-        return self.record if self.record is not None and self.record.get("done") else None
+        """The child's final record, once it has arrived; else None. The snippet can write
+        records too: one without a usable exit status and CPU time is not final."""
+        rec = self.record
+        if rec is None or rec.get("done") is not True:
+            return None
+        code, cpu_s = rec.get("exit"), rec.get("cpu_s")
+        if type(code) is not int or not 0 <= code <= 255 or type(cpu_s) not in (int, float):
+            return None
+        return rec
 
     def take(self, name, chunk):
         if name == "out":
@@ -572,10 +581,10 @@ def report(state, collector, killed, duration):
         "timed_out": state["timed_out"],
         "output_flooded": state["flooded"],
         "killed": killed,
-        "exception": info.get("exc"),
+        "exception": info["exc"] if isinstance(info.get("exc"), str) else None,
         # The sandbox could not be set up for this call: the worker is suspect and is
         # replaced by the service (it never ran the snippet).
-        "setup_error": info.get("msg") if info.get("exc") == "SetupError" else None,
+        "setup_error": str(info.get("msg")) if info.get("exc") == "SetupError" else None,
         "memory_error": bool(info.get("memory")),
         "syntax_error": bool(info.get("syntax")),
         "duration_s": duration,
@@ -612,7 +621,8 @@ def main():
             return
         send_frame(proto_out, result)
         # The reply woke the service, possibly onto this CPU: let it run before the
-        # clean-up below (about a millisecond of CPU) instead of after it.
+        # clean-up below (about a millisecond of CPU) instead of after it. (Measured at a
+        # load of 11 on 2 cores: p50 of a pool call 5-7% lower; the mean not resolved.)
         os.sched_yield()
         # After the reply, off the caller's clock, and always before the next request is
         # read: end what the call left, wipe the scratch space, fork the next call's child.

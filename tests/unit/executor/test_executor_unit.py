@@ -162,7 +162,8 @@ def test_fallback_mechanism_still_limits_and_cleans_up(monkeypatch):
 def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
     """The zygote replies on the child's final status record, without waiting for it to
     exit; the child, parked meanwhile, is killed before the next call, and so is a snippet
-    that forges that record and keeps running (it only ends its own call early). A forked
+    that forges that record and keeps running (it only ends its own call early); a
+    malformed record breaks nothing. A forked
     copy of a snippet still exits (the snippet's waitpid returns), and a flood of the status
     pipe cannot make the zygote hold more than its cap: the call runs into its wall time."""
     forge = ("import json, os, time\nprint(os.getpid(), flush=True)\n"
@@ -174,6 +175,9 @@ def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
         ("plain_alive", alive, 3.0),
         ("forge", forge, 10.0),
         ("forge_alive", alive, 3.0),
+        ("forge_bad", "import json, os\nos.write(3, (json.dumps({'pid': os.getpid(), 'done': "
+                      "True, 'exit': 'x', 'exc': {'a': 1}}) + '\\n').encode())\nos._exit(0)",
+         3.0),
         ("fork", "import os\nif (pid := os.fork()) == 0:\n    print('copy', flush=True)\n"
                  "else:\n    os.waitpid(pid, 0)\n    print('parent')", 3.0),
         ("flood", "import os\nline = b'{\"pid\": %d}\\n' % os.getpid()\nwhile True:\n"
@@ -201,6 +205,8 @@ def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
     forged = out["forge"]
     assert not forged["timed_out"] and forged["duration_s"] < 5.0, forged
     assert out["forge_alive"]["stdout"] == "False\n"  # the forger was killed
+    # A malformed record is not final and breaks nothing: the exit status is the real one.
+    assert out["forge_bad"]["exit_code"] == 0 and out["forge_bad"]["exception"] is None
     assert out["fork"]["stdout"] == "copy\nparent\n" and out["fork"]["exit_code"] == 0
     assert out["flood"]["timed_out"] and out["flood"]["killed"]
     assert out["after"]["stdout"] == "2\n" and respawned == 0
