@@ -8,9 +8,9 @@ imports only the standard library and reads no file of the service. It
    does not enforce it for uid 0), makes itself non-dumpable (no ``/proc/1/mem`` for its
    children) and installs the seccomp filter it was given (BPF bytes, built by the service);
 3. keeps one child forked ahead, already in its cgroup, session and fresh private directory,
-   its streams open and warmed up, waiting for a call; per call, sets the memory limit of
-   its call cgroup (when the service gave it one), hands the call to that child, which runs
-   the snippet under ``setrlimit`` limits, collects stdout (capped) and the stderr tail
+   its streams open and warmed up, waiting for a call; that child reads the call, sets the
+   memory limit of its call cgroup (when the service gave it one) and runs the snippet
+   under ``setrlimit`` limits, while the zygote collects stdout (capped) and the stderr tail
    (both killed on a flood), and replies with one JSON result as soon as the child's final
    status record arrives (the child then parks, to be killed, rather than exit: its exit is
    not on the caller's clock) or the child ends without one; at the wall-time limit it
@@ -26,11 +26,16 @@ POSIX message queues cannot be created, so the (per-worker) IPC namespace stays 
 
 Protocol with the service, over the zygote's stdin/stdout: frames of a 4-byte big-endian
 length followed by UTF-8 JSON. The first frame the zygote sends is ``{"ready": true}``.
+A call's frame is read from stdin by the child forked ahead for it, not by the zygote (one
+hand-over fewer on the caller's clock); the child closes that descriptor before the snippet
+runs, and tells the zygote on the status pipe that the call started and with which wall
+time and output limits. The reply always comes from the zygote.
 """
 
 import base64
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -65,11 +70,13 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def recv_frame(fd):
+def recv_body(fd):
     head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    body = _read_exact(fd, struct.unpack(">I", head)[0])
+    return None if head is None else _read_exact(fd, struct.unpack(">I", head)[0])
+
+
+def recv_frame(fd):
+    body = recv_body(fd)
     return None if body is None else json.loads(body)
 
 
@@ -242,25 +249,19 @@ def set_limits(req):
         resource.setrlimit(which, value)
 
 
-def read_request(fd):
-    """The call's request: one JSON document, up to EOF (the zygote closes its end)."""
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    if not chunks:  # the zygote went away without a call for us
-        os._exit(0)
-    return json.loads(b"".join(chunks))
-
-
-def child_main(cfg, workdir, out_w, err_w, status_w, req_r, parent):
+def child_main(cfg, workdir, out_w, err_w, status_w, proto_in, parent):
     """In the forked child: isolate, wait for the call, limit, run the snippet; never returns.
 
     Everything that does not depend on the call is done before it arrives (the child is
     forked ahead, while the worker is idle); only the limits and the code come with it.
-    When the snippet is done the child reports it on the status pipe and parks until the
-    zygote kills it (`finish`)."""
+    The child reads the call from the service's pipe itself (one hand-over fewer than
+    through the zygote), sets its call cgroup's memory limit, tells the zygote that the
+    call started (with the limits the zygote enforces), and closes both descriptors before
+    the snippet runs. When the snippet is done the child reports it on the status pipe and
+    parks until the zygote kills it (`finish`)."""
     status = {"exc": None}
     me = os.getpid()
+    started = False
     try:
         cgroup = cfg.get("cgroup")
         if cgroup:
@@ -273,12 +274,10 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r, parent):
         if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
             raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed or the zygote is gone")
         devnull = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(status_w, 3)
-        os.dup2(req_r, 4)
-        os.closerange(5, 65536)
+        keep = [devnull, out_w, err_w, status_w, proto_in]  # onto 0, 1, 2, 3, 4
+        if cgroup:
+            keep.append(cgroup["limit_fd"])  # onto 5
+        place_fds(keep)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -295,11 +294,24 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r, parent):
                           closefd=False)
         sys.argv = ["<snippet>"]
         warm_up()
-        req = read_request(4)
+        body = recv_body(4)
+        if body is None:  # the service closed the pipe: the worker is ending
+            os._exit(0)
+        started = True  # the call is ours now: a failure below is reported for it
         os.close(4)
+        req = json.loads(body)
+        os.write(3, json.dumps({"pid": me, "started": time.monotonic(), "limits": {
+            k: req[k] for k in ("wall_s", "max_output_bytes", "output_kill_factor")}})
+            .encode() + b"\n")
+        if cgroup:
+            # The whole call (every process, tmpfs page and page-cache page it touches) is
+            # charged to this one cgroup; its limit is the call's memory limit.
+            os.pwrite(5, b"%d" % (int(req["memory_mb"]) * MiB), 0)
+            os.close(5)
         set_limits(req)
     except BaseException as err:  # the sandbox set-up failed: say so, run nothing
-        status = {"exc": "SetupError", "msg": repr(err), "pid": os.getpid()}
+        status = {"exc": "SetupError", "msg": repr(err), "pid": os.getpid(),
+                  "consumed": started}
         for fd in (3, status_w):  # 3 once dup2-ed; the original until then
             try:
                 os.write(fd, json.dumps(status).encode() + b"\n")
@@ -325,6 +337,16 @@ def child_main(cfg, workdir, out_w, err_w, status_w, req_r, parent):
         with contextlib.suppress(BaseException):
             stream.flush()
     finish(status, code & 0xFF, me)
+
+
+def place_fds(fds):
+    """Put `fds` on 0, 1, 2, ... in order and close every other descriptor. Each is first
+    copied above all the targets, since one may sit where another must go (the service's
+    pipe is often on 3)."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, len(fds)) for fd in fds]
+    for target, fd in enumerate(high):
+        os.dup2(fd, target)
+    os.closerange(len(fds), 65536)
 
 
 def warm_up():
@@ -374,6 +396,7 @@ class Collector:
     def __init__(self, pid, out_r, err_r, status_r, pidfd):
         self.pid = pid
         self.limit = self.flood = 0
+        self.started = None  # the child's first record, when it took a call
         self.out, self.err, self.status = bytearray(), bytearray(), bytearray()
         self.out_total = self.err_total = self.status_total = 0
         self.record = None  # the last status record of the child itself (not of its copies)
@@ -383,9 +406,13 @@ class Collector:
             self.sel.register(fd, selectors.EVENT_READ, name)
         self.sel.register(pidfd, selectors.EVENT_READ, "exit")
 
-    def arm(self, req):
-        self.limit = req["max_output_bytes"]
-        self.flood = self.limit * req["output_kill_factor"]
+    def arm(self, record):
+        """The call started (the child's first record, written before the snippet ran, so
+        trusted): its output limits apply from here."""
+        self.started = record
+        limits = record["limits"]
+        self.limit = limits["max_output_bytes"]
+        self.flood = self.limit * limits["output_kill_factor"]
 
     @property
     def done(self):
@@ -424,6 +451,8 @@ class Collector:
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("pid") == self.pid:
+                if self.record is None and "started" in entry:
+                    self.arm(entry)
                 self.record = entry
 
     def drain(self, key, cap=None):
@@ -440,16 +469,21 @@ class Collector:
             got += len(chunk)
             self.take(key.data, chunk)
 
-    def run(self, pid, deadline):
-        """Collect until the child is done or exits (or the deadline / output flood).
-        Returns a dict: "status" and "rusage" are set only when the child exited."""
+    def run(self, pid):
+        """Wait for the child to take a call, then collect until it is done or exits (or
+        the call's wall time / an output flood). Returns a dict: "status" and "rusage" are
+        set only when the child exited."""
         state = {"timed_out": False, "flooded": False, "status": None, "rusage": None}
         while state["status"] is None and self.done is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                state["timed_out"] = True
-                break
-            for key, _ in self.sel.select(remaining):
+            remaining = None  # no deadline while the child waits for its call
+            if self.started is not None:
+                remaining = self.started["started"] + self.started["limits"]["wall_s"] \
+                    - time.monotonic()
+                if remaining <= 0:
+                    state["timed_out"] = True
+                    break
+            events = self.sel.select(remaining)
+            for key, _ in sorted(events, key=lambda event: status_first(event[0])):
                 if key.data == "exit":
                     _, state["status"], state["rusage"] = os.wait4(pid, 0)
                     self.sel.unregister(key.fd)
@@ -458,7 +492,7 @@ class Collector:
             if self.out_total > self.flood or self.err_total > self.flood:
                 state["flooded"] = True
                 break
-        for key in list(self.sel.get_map().values()):
+        for key in sorted(self.sel.get_map().values(), key=status_first):
             if key.data != "exit":
                 # What the child wrote before it ended: all of it is in the pipes by now
                 # (it flushed before its final record). Bounded, since what the snippet
@@ -466,6 +500,13 @@ class Collector:
                 self.drain(key, cap=self.flood + 65536)
         self.sel.close()
         return state
+
+
+def status_first(key):
+    """Sort key of selector keys: the status pipe first. The child's first record (which
+    arms the output limits) is written before the snippet's first byte of output, so
+    reading the status pipe first means no output is taken before the limits are known."""
+    return key.data != "status"
 
 
 def cgroup_oom_kills(cgroup):
@@ -482,20 +523,17 @@ class Spare:
     """A child forked ahead of its call: set up, in its cgroup, waiting for the request;
     with the zygote's side of the call (collector, OOM count) ready too."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, proto_in):
         scratch = cfg["scratch_dirs"]
         workdir = os.path.join(scratch[0], "run")
         os.mkdir(workdir, 0o700)
         pipes = [os.pipe() for _ in range(3)]
-        req_r, self.req_w = os.pipe()
         parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:
-            os.close(self.req_w)
             for r, _ in pipes:
                 os.close(r)
-            child_main(cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1], req_r, parent)
-        os.close(req_r)
+            child_main(cfg, workdir, pipes[0][1], pipes[1][1], pipes[2][1], proto_in, parent)
         for _, w in pipes:
             os.close(w)
         self.out_r, self.err_r, self.status_r = (r for r, _ in pipes)
@@ -506,35 +544,20 @@ class Spare:
         # cannot change before the call starts.
         self.oom_before = cgroup_oom_kills(cfg["cgroup"]) if cfg.get("cgroup") else 0
 
-    def send(self, req):
-        """Hand the call over (a child that already failed its set-up gets none)."""
-        data = json.dumps(req).encode()
-        try:
-            while data:
-                data = data[os.write(self.req_w, data):]
-        except BrokenPipeError:
-            pass
-        os.close(self.req_w)
-
     def close(self):
         for fd in (self.pidfd, self.out_r, self.err_r, self.status_r):
             os.close(fd)
 
 
-def run_call(req, cfg, spare):
-    """Run one call on the spare child; the result dict. The child may still be alive
-    (parked after its final record): `cleanup` ends it, after the reply."""
-    cgroup = cfg.get("cgroup")
-    if cgroup:
-        # The whole call (every process, tmpfs page and page-cache page it touches) is
-        # charged to this one cgroup; its limit is the call's memory limit.
-        os.pwrite(cgroup["limit_fd"], b"%d" % (int(req["memory_mb"]) * MiB), 0)
-    start = time.monotonic()
+def run_call(cfg, spare, proto_in):
+    """Wait for the spare child to take the next call from the service's pipe, and collect
+    it: the result dict, or None when the service closed the pipe. The child may still be
+    alive (parked after its final record): `cleanup` ends it, after the reply."""
     pid, collector = spare.pid, spare.collector
-    collector.arm(req)
-    spare.send(req)
-    state = collector.run(pid, start + req["wall_s"])
-    duration = time.monotonic() - start
+    state = collector.run(pid)
+    if collector.started is None:
+        return no_call(state, spare, proto_in)
+    duration = time.monotonic() - collector.started["started"]
     # A flood ends the call even when the final record came with it.
     killed = state["status"] is None and (collector.done is None or state["flooded"])
     if killed:
@@ -543,7 +566,26 @@ def run_call(req, cfg, spare):
         _, state["status"], state["rusage"] = os.wait4(pid, 0)
     spare.close()
     result = report(state, collector, killed, duration)
+    cgroup = cfg.get("cgroup")
     result["oom_killed"] = bool(cgroup) and cgroup_oom_kills(cgroup) > spare.oom_before
+    return result
+
+
+def no_call(state, spare, proto_in):
+    """The child ended without taking a call. Without a word and with status 0, it read the
+    end of the service's pipe: None. Otherwise its set-up failed before it could read the
+    call, so this process reads it and answers it with the set-up failure (the service
+    then replaces this worker)."""
+    status, collector = state["status"], spare.collector
+    spare.close()
+    if collector.record is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    if recv_body(proto_in) is None:
+        return None
+    result = report(state, collector, False, 0.0)
+    result["setup_error"] = result["setup_error"] or (
+        f"the call's child ended before the call (wait status {status})")
+    result["oom_killed"] = False
     return result
 
 
@@ -608,16 +650,15 @@ def main():
             print(f"zygote: cannot preload {name}: {err}", file=sys.stderr)
     harden(cfg)
     cleanup(None, cfg)
-    spare = Spare(cfg)
+    spare = Spare(cfg, proto_in)
     send_frame(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid()})
     while True:
-        req = recv_frame(proto_in)
-        if req is None:
-            return
         try:
-            result = run_call(req, cfg, spare)
+            result = run_call(cfg, spare, proto_in)
         except Exception:  # the zygote itself is broken: report and exit, to be respawned
             send_frame(proto_out, {"fatal": traceback.format_exc()})
+            return
+        if result is None:
             return
         send_frame(proto_out, result)
         # The reply woke the service, possibly onto this CPU: let it run before the
@@ -629,7 +670,7 @@ def main():
         # If that fails this worker exits, and the service replaces it.
         try:
             cleanup(spare.pid, cfg)
-            spare = Spare(cfg)
+            spare = Spare(cfg, proto_in)
         except Exception:
             traceback.print_exc()
             return

@@ -195,11 +195,17 @@ def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
                 pid = (out.get(name.removesuffix("_alive")) or {}).get("stdout", "0").strip()
                 out[name] = await pool.run({**REQ, "code": code.replace("PID", pid),
                                             "wall_s": wall_s}, wall_s)
+            # The child takes the call from the service's pipe and announces it on the
+            # status pipe before any output: output that arrives with that record must
+            # still be kept (the zygote reads the status pipe first).
+            out["many"] = [(await pool.run({**REQ, "code": f"print({i})"}, 3.0))["stdout"]
+                           for i in range(150)]
             return out, pool.respawned
         finally:
             await pool.close()
 
     out, respawned = asyncio.run(go())
+    assert out["many"] == [f"{i}\n" for i in range(150)]
     assert out["plain"]["exit_code"] == 0 and not out["plain"]["killed"]
     assert out["plain_alive"]["stdout"] == "False\n"
     forged = out["forge"]
