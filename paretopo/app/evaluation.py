@@ -70,10 +70,11 @@ class EvalReport(BaseModel):
     mean_r_tool: float = Field(description="Mean r_tool (Eq. 4), n* from this evaluation.")
     finish_reasons: dict[str, int]
     failed_questions: int
-    by_difficulty: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="n, em, tool_calls per difficulty level.")
-    needs_tool: dict[str, float] | None = Field(
-        None, description="n, em, tool_calls over the questions that need a tool call.")
+    by_difficulty: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="n, em, tool_calls, no_tool_share, em_no_tool and "
+        "em_with_tool per difficulty level (the last two None where no sample was so).")
+    needs_tool: dict[str, float | None] | None = Field(
+        None, description="The same over the questions that need a tool call.")
     wall_s: float
     items: list[ItemResult]
 
@@ -105,11 +106,23 @@ def markdown_table(reports: Sequence[EvalReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _group_stats(items: Sequence[ItemResult], samples: int) -> dict[str, float]:
-    """n, EM and #Tool over `items`; a failed question counts as `samples` wrong, no calls."""
+def _group_stats(items: Sequence[ItemResult], samples: int) -> dict[str, float | None]:
+    """n, EM and #Tool over `items`; a failed question counts as `samples` wrong, no calls.
+
+    Also the trade-off behind them: the share of samples that called no tool, and EM among
+    samples with and without a call (None where there is none), so one can see whether an item
+    answered from memory would have been right without the tool.
+    """
     total = len(items) * samples or 1
+    pairs = [(ok, calls) for i in items for ok, calls in zip(i.correct, i.tool_calls,
+                                                             strict=True)]
+    no_tool = [ok for ok, calls in pairs if calls == 0]
+    with_tool = [ok for ok, calls in pairs if calls > 0]
     return {"n": float(len(items)), "em": sum(sum(i.correct) for i in items) / total,
-            "tool_calls": sum(sum(i.tool_calls) for i in items) / total}
+            "tool_calls": sum(sum(i.tool_calls) for i in items) / total,
+            "no_tool_share": len(no_tool) / total,
+            "em_no_tool": sum(no_tool) / len(no_tool) if no_tool else None,
+            "em_with_tool": sum(with_tool) / len(with_tool) if with_tool else None}
 
 
 def _score(task: Task, item: Any, trajs: Sequence[TrajectoryRecord]) -> ItemResult:
