@@ -39,6 +39,7 @@ import fcntl
 import json
 import os
 import resource
+import select
 import selectors
 import signal
 import struct
@@ -167,28 +168,55 @@ def wipe(directory):
         os.close(fd)
 
 
-def retries(total_s=10.0):
-    """Yield until `total_s` has passed, sleeping a little more each time. A SIGKILLed
-    process may take a while to go: one that the memory cgroup's OOM killer is also after,
-    on a loaded machine, needs far longer than a millisecond to exit."""
-    deadline, pause = time.monotonic() + total_s, 0.0005
+KILL_WAIT_S = 10.0
+
+
+def kill_until_none(list_others, what):
+    """SIGKILL the processes `list_others()` names, wait for them to die, reap, and repeat
+    until it names none (what was killed may have forked meanwhile). A SIGKILLed process
+    may take a while to go (one that the memory cgroup's OOM killer is also after, on a
+    loaded machine, needs far longer than a millisecond), so give up only after
+    `KILL_WAIT_S`."""
+    deadline = time.monotonic() + KILL_WAIT_S
     while time.monotonic() < deadline:
-        yield
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+        others = list_others()
+        if not others:
+            return
+        if not kill_and_wait(others, deadline):
+            time.sleep(0.001)  # none could be waited for (gone already): look again
+    raise RuntimeError(f"processes survive SIGKILL {what}")
+
+
+def kill_and_wait(pids, deadline):
+    """SIGKILL `pids`, wait until each has exited (or `deadline`), reap. Waiting on pidfds
+    (readable once the process has exited) wakes us the moment the last one is gone: no
+    polling, no oversleeping, and the next call's child is forked that much sooner.
+    Returns whether any of them could be waited for."""
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone already
+            fds.append(os.pidfd_open(pid))
+            signal.pidfd_send_signal(fds[-1], signal.SIGKILL)
+    try:
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        pending = len(fds)
+        while pending and (remaining := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(remaining * 1000):
+                poller.unregister(fd)
+                pending -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+    reap_all()
+    return bool(fds)
 
 
 def kill_all_but_me(own_pids):
-    """In our own PID namespace: SIGKILL every process that is not us, reap, repeat."""
-    for _ in retries():
-        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in own_pids]
-        if not others:
-            return
-        for pid in others:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        reap_all()
-    raise RuntimeError("processes survive SIGKILL in the sandbox")
+    """In our own PID namespace: SIGKILL every process that is not us, until none is left."""
+    kill_until_none(lambda: [int(p) for p in os.listdir("/proc")
+                             if p.isdigit() and int(p) not in own_pids], "in the sandbox")
 
 
 def descendants(root):
@@ -210,17 +238,9 @@ def descendants(root):
 
 
 def kill_descendants():
-    """Without a PID namespace: SIGKILL our whole process subtree, reap, repeat."""
+    """Without a PID namespace: SIGKILL our whole process subtree, until none is left."""
     me = os.getpid()
-    for _ in retries():
-        others = descendants(me)
-        if not others:
-            return
-        for pid in others:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        reap_all()
-    raise RuntimeError("processes survive SIGKILL under the zygote")
+    kill_until_none(lambda: descendants(me), "under the zygote")
 
 
 def reap_all():
