@@ -17,6 +17,12 @@ process; the queries are the NQ test-sample questions. Measured at the client:
 Quality (issue 11): answer recall@3 (a SQuAD-normalised gold answer inside one of the top-3
 passages) over all 1,000 NQ questions, with `services.tools.search.evaluate.answer_recall`.
 800 of the 1,000 have their answer somewhere in the wiki passages, so 0.8 bounds it.
+
+Compressed indexes (issue 18): `--compare-ann DIR` takes a dense flat index built by the CLI
+(fp16 shards) and, instead of the server benchmark, builds IVF-PQ and SQ8 indexes from its
+shards with `ann.build_ann` (what `--ann` runs at build time) and measures, over the 1,000
+NQ questions embedded once: answer recall@3/@10 and the overlap of each top-k with the exact
+top-k of the fp16 shards (`ShardedFlat`), plus bytes per vector and search time.
 """
 
 from __future__ import annotations
@@ -139,13 +145,109 @@ def recall(index_dir: Path) -> tuple[float, float]:
     return value, qps
 
 
+ANN_VARIANTS = (  # (label, spec changes); one build per kind, then nprobe / rerank varied
+    ("ivfpq", {"nprobe": 4}), ("ivfpq", {"nprobe": 16}), ("ivfpq", {"nprobe": 16, "rerank": 10}),
+    ("ivfpq", {"nprobe": 1_000_000}), ("sq8", {}), ("sq8", {"rerank": 10}),
+)
+
+
+def overlap(got: object, want: object, k: int) -> float:
+    """Mean share of the exact top-k that a top-k also holds."""
+    import numpy as np
+
+    rows = zip(np.asarray(got)[:, :k], np.asarray(want)[:, :k], strict=True)
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in rows]))
+
+
+def answer_recall_of(ids: object, store: object, questions: list, k: int) -> float:
+    from services.tools.search.evaluate import contains_answer
+    from services.tools.search.service import ScoredPassage
+
+    hits = 0
+    for row, q in zip(ids, questions, strict=True):
+        passages = [store.get(int(i)) for i in row[:k] if i >= 0]
+        hits += contains_answer([ScoredPassage(p.id, p.title, p.text, 0.0) for p in passages],
+                                q.answers)
+    return hits / len(questions)
+
+
+def timed_search(index: object, queries: object, k: int) -> tuple[object, float]:
+    start = time.perf_counter()
+    _, ids = index.search(queries, k)
+    return ids, 1000 * (time.perf_counter() - start) / len(queries)
+
+
+def compare_ann(index_dir: Path) -> str:
+    """Recall and overlap of compressed indexes against exact search over the fp16 shards."""
+    import tempfile
+
+    from paretopo.corpus import PassageStore
+    from services.tools.search import ann, dense, shards
+    from services.tools.search.evaluate import read_questions
+    from services.tools.search.flat import ShardedFlat
+    from services.tools.search.index import read_manifest
+
+    m = read_manifest(index_dir)
+    store, parts = PassageStore(index_dir), shards.open_shards(index_dir, m.num_passages,
+                                                               m.shard_rows)
+    questions = read_questions(NQ)
+    model = dense.load_model(m.model, device="cpu")
+    queries = dense.encode(model, [m.query_prefix + q.question for q in questions])
+    exact, exact_ms = timed_search(ShardedFlat(parts), queries, 10)
+    lines = [f"{m.num_passages} passages, {m.model} ({m.dim} dims), {len(questions)} NQ "
+             f"questions; build {m.build_seconds:.0f} s = "
+             f"{m.num_passages / m.build_seconds:.1f} passages/s", "",
+             "| index | parameters | bytes/vector | answer recall@3 | answer recall@10 | "
+             "top-3 overlap | top-10 overlap | ms/query (batch 1000) | build s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def row(name: str, params: str, size: float, ids: object, ms: float, build: str) -> None:
+        lines.append(f"| {name} | {params} | {size:.0f} | "
+                     f"{answer_recall_of(ids, store, questions, 3):.3f} | "
+                     f"{answer_recall_of(ids, store, questions, 10):.3f} | "
+                     f"{overlap(ids, exact, 3):.3f} | {overlap(ids, exact, 10):.3f} | "
+                     f"{ms:.2f} | {build} |")
+        print(lines[-1], flush=True)
+
+    row("flat fp16 shards (exact)", f"{len(parts)} shards × {m.shard_rows}", 2 * m.dim, exact,
+        exact_ms, "—")
+    with tempfile.TemporaryDirectory() as tmp:
+        built: dict[str, tuple[ann.AnnSpec, float]] = {}
+        for kind, changes in ANN_VARIANTS:
+            if kind not in built:
+                spec = ann.resolved(ann.AnnSpec(kind=kind), m.num_passages, m.dim)
+                start = time.perf_counter()
+                ann.build_ann(parts, m.shard_rows, spec, Path(tmp) / kind)
+                built[kind] = spec, time.perf_counter() - start
+            spec, build_s = built[kind]
+            spec = spec.model_copy(update=changes)
+            if spec.nprobe > spec.nlist:
+                spec = spec.model_copy(update={"nprobe": spec.nlist})
+            index = ann.AnnIndex(Path(tmp) / kind, spec, parts, m.shard_rows)
+            ids, ms = timed_search(index, queries, 10)
+            params = (f"{ann.factory_string(spec)}, nprobe {spec.nprobe}" if kind == "ivfpq"
+                      else "SQ8") + (f", rerank ×{spec.rerank}" if spec.rerank else "")
+            size = spec.pq_m + 8 if kind == "ivfpq" else m.dim  # IVF lists store int64 ids
+            row(kind, params, size, ids, ms, f"{build_s:.1f}")
+    store.close()
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare-ann", type=Path, metavar="INDEX_DIR",
+                        help="measure compressed indexes against this dense flat index")
     parser.add_argument("--backends", default="bm25,dense")
     parser.add_argument("--calls1", type=int, default=300, help="batch-1 calls per backend")
     parser.add_argument("--calls64", type=int, default=30, help="batch-64 calls per backend")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
+    if args.compare_ann:
+        text = compare_ann(args.compare_ann)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
     corpus = CACHE / "corpus.jsonl"
     n = write_corpus(corpus)
     print(f"corpus: {n} passages ({corpus})", flush=True)

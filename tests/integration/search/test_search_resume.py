@@ -17,7 +17,7 @@ from search_servers import CORPUS, build
 
 pytestmark = pytest.mark.slow
 
-PASSAGES, SHARD_ROWS = 120, 20  # six shards
+PASSAGES, SHARD_ROWS = 60, 10  # six shards
 FLAGS = ("--backend", "dense", "--model", "all-MiniLM-L6-v2", "--device", "cpu",
          "--shard-rows", str(SHARD_ROWS), "--torch-threads", "1", "--batch-size", "16")
 TIMING = {"build_seconds", "created_unix"}

@@ -114,7 +114,8 @@ def test_auto_nlist_follows_the_corpus_size() -> None:
 @pytest.mark.parametrize("kind", ["ivfpq", "sq8"])
 def test_compressed_index_and_full_rerank(sharded, tmp_path, kind) -> None:
     parts, _ = sharded
-    spec = ann.resolved(ann.AnnSpec(kind=kind, nlist=8, pq_m=8, nprobe=8), ROWS, DIM)
+    # pq_m=4: FAISS trains one 256-centroid k-means per byte, slow on a busy CPU
+    spec = ann.resolved(ann.AnnSpec(kind=kind, nlist=8, pq_m=4, nprobe=8), ROWS, DIM)
     ann.build_ann(parts, SHARD_ROWS, spec, tmp_path / ann.INDEX_FILE)
     queries = unit_vectors(30, seed=5)
     want_s, want_i = ShardedFlat(parts).search(queries, 10)
