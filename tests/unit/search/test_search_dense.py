@@ -112,3 +112,26 @@ def test_dimension_mismatch_is_refused(dense_subset_index) -> None:
     vectors = ShardedFlat([np.zeros((3, 16), dtype=np.float16)])
     with pytest.raises(ValueError, match="384 dimensions but the index holds 16"):
         DenseRetriever(vectors, model_name="all-MiniLM-L6-v2", query_prefix="", device="cpu")
+
+
+def test_compressed_index_built_served_and_overridden(subset_corpus, tmp_path) -> None:
+    """`--ann sq8` end to end on 40 real passages: built after the shards, named in the
+    manifest, required at load, and its re-scoring switched at serving time."""
+    from services.tools.search.ann import INDEX_FILE, AnnSpec
+    from services.tools.search.index import IndexMissing, build_index
+
+    out = tmp_path / "sq8"
+    m = build_index(subset_corpus, out, BuildOptions(
+        backend="dense", device="cpu", limit=40, shard_rows=16, ann=AnnSpec(kind="sq8")))
+    assert (m.ann.kind, m.ann.rerank, m.num_passages) == ("sq8", 0, 40)
+    assert (out / INDEX_FILE).is_file()
+    question = "who told the story of the prodigal son"
+    plain, store, _ = load_index(out, device="cpu", gpu="off")
+    exact, _, _ = load_index(out, device="cpu", gpu="off", ann_override={"rerank": 40})
+    a, b = plain.search([question], 5)[0], exact.search([question], 5)[0]
+    assert [i for i, _ in a][:1] == [i for i, _ in b][:1]
+    assert store.get(b[0][0]).title == "Parable of the Prodigal Son"
+    store.close()
+    (out / INDEX_FILE).unlink()
+    with pytest.raises(IndexMissing, match=INDEX_FILE):
+        load_index(out, device="cpu", gpu="off")
