@@ -3,9 +3,10 @@
 Only one call runs on a worker at a time, so a cgroup per worker is a cgroup per call. The
 service creates it (as root, or where the cgroup tree is delegated to it) and hands the
 zygote three file descriptors it opened itself: ``cgroup.procs`` (the call's child writes
-``0`` there to move itself in before it runs anything), the limit file (the zygote writes the
-call's ``memory_mb`` before each fork) and the OOM counter (read after the call, so that an
-OOM kill is reported as the memory limit). The kernel checks a cgroup write against the
+``0`` there to move itself in before it runs anything), the limit file (that child writes its
+call's ``memory_mb`` when it has read the call, before the snippet runs) and the OOM counter
+(read by the zygote before and after the call, so that an OOM kill is reported as the memory
+limit). The kernel checks a cgroup write against the
 credentials of whoever *opened* the file, so the unprivileged zygote needs no access to the
 cgroup file system, which is not even mounted in the sandbox; the snippet never holds these
 descriptors (the child closes them before the snippet runs, and the zygote is not dumpable).
