@@ -59,7 +59,7 @@ class Manifest(BaseModel):
     num_passages: int = Field(ge=0, description="Passages in the index.")
     shard_rows: int = Field(0, ge=0, description="Rows per fp16 embedding shard (dense).")
     ann: AnnSpec = Field(default_factory=AnnSpec,
-                             description="Index over the shards (dense), values resolved.")
+                         description="Index over the shards (dense), values resolved.")
     build_seconds: float = Field(ge=0, description="Wall time of the last build run (a "
                                                    "resumed build counts only its own run).")
     created_unix: float = Field(description="Build time, seconds since the epoch.")
