@@ -372,12 +372,25 @@ def index_build(
     limit: Annotated[int | None, typer.Option("--limit", help="First N passages only.")] = None,
     reuse: Annotated[bool, typer.Option(
         "--reuse", help="Keep an existing index of the same corpus, backend and model.")] = False,
+    shard_rows: Annotated[int | None, typer.Option(
+        "--shard-rows", min=1, help="dense: passages per fp16 embedding shard (the unit a "
+        "killed build resumes from; rerun the same command to resume). Default: the "
+        "builder's (262,144).")] = None,
+    ann: Annotated[str, typer.Option(
+        "--ann", help="dense: flat (exact over the fp16 shards), ivfpq or sq8 (compressed; "
+        "docs/search.md has the measured recall).")] = "flat",
+    nprobe: Annotated[int, typer.Option("--nprobe", min=1, help="ivfpq: lists per query.")
+                      ] = 16,
+    rerank: Annotated[int, typer.Option(
+        "--rerank", min=0, help="ivfpq/sq8: re-score k*R candidates on the shards (0: off).")
+    ] = 0,
 ) -> None:
     """Embed a corpus in batches (progress bar) and write the index the search service loads
     (`python -m services.tools.search --index-dir OUT`)."""
     from tqdm import tqdm
 
     from paretopo.corpus import CorpusError
+    from services.tools.search.ann import AnnSpec
     from services.tools.search.index import BuildOptions, build_index, is_current
 
     if backend not in ("dense", "bm25"):
@@ -386,9 +399,14 @@ def index_build(
     if not corpus.is_file():
         typer.echo(f"error: corpus file not found: {corpus}", err=True)
         raise typer.Exit(2)
+    if ann not in ("flat", "ivfpq", "sq8"):
+        typer.echo(f"error: --ann must be flat, ivfpq or sq8, not {ann!r}", err=True)
+        raise typer.Exit(2)
     options = BuildOptions(backend=backend, model=model, query_prefix=query_prefix,  # type: ignore[arg-type]
                            passage_prefix=passage_prefix, batch_size=batch_size,
-                           device=device, limit=limit)
+                           device=device, limit=limit,
+                           ann=AnnSpec(kind=ann, nprobe=nprobe, rerank=rerank),  # type: ignore[arg-type]
+                           **({"shard_rows": shard_rows} if shard_rows else {}))
     if reuse and limit is None and is_current(out, corpus, options):
         typer.echo(f"{out} already indexes {corpus} with {model}; kept")
         return

@@ -47,7 +47,8 @@ def test_build_and_serve_with_e5_prefixes(corpus_slice, tmp_path):
     assert (manifest["backend"], manifest["model"], manifest["num_passages"]) == (
         "dense", "all-MiniLM-L6-v2", 300)
     assert (manifest["passage_prefix"], manifest["query_prefix"]) == ("passage: ", "query: ")
-    assert manifest["dim"] == 384 and (index / "faiss.index").is_file()
+    assert manifest["dim"] == 384 and manifest["ann"]["kind"] == "flat"
+    assert sorted(f.name for f in (index / "emb").glob("*.npy")) == ["00000.npy"]  # fp16 shard
 
     server = start_search(index, tmp_path, "--device", "cpu", "--faiss-gpu", "off",
                           "--torch-threads", "1")
@@ -83,3 +84,18 @@ def test_bad_input_is_named(tmp_path):
 def test_default_model_is_e5():
     result = CliRunner().invoke(app, ["index", "build", "--help"])
     assert "intfloat/e5-base-v2" in result.output and "passage: " in result.output
+
+
+def test_compressed_index_in_shards_from_the_cli(corpus_slice, tmp_path):
+    """`--shard-rows` and `--ann` reach the builder: 300 passages in 3 shards plus SQ8."""
+    index = tmp_path / "index"
+    result = CliRunner().invoke(app, [
+        "index", "build", str(corpus_slice), "--out", str(index), "--model", "all-MiniLM-L6-v2",
+        "--device", "cpu", "--shard-rows", "128", "--ann", "sq8", "--rerank", "4"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["shard_rows"] == 128 and len(list((index / "emb").glob("*.npy"))) == 3
+    assert (manifest["ann"]["kind"], manifest["ann"]["rerank"]) == ("sq8", 4)
+    bad = CliRunner().invoke(app, ["index", "build", str(corpus_slice), "--out",
+                                   str(tmp_path / "x"), "--ann", "hnsw"])
+    assert bad.exit_code == 2 and "--ann must be flat, ivfpq or sq8" in bad.output
