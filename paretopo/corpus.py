@@ -60,22 +60,60 @@ def read_corpus(path: Path, *, limit: int | None = None) -> Iterator[Passage]:
     """Yield the passages of a JSONL corpus, validating every line.
 
     Blank lines are skipped. Raises `CorpusError` naming the line number for a line that is
-    not a JSON object with string fields `id`, `title`, `text`, or that repeats an id.
+    not a JSON object with string fields `id`, `title`, `text`, or that repeats an id. A
+    repeated id is found when the last passage has been read (before the generator ends), so
+    that a 21 M-passage corpus costs 8 bytes an id to check instead of a set of strings.
     """
-    seen: set[str] = set()
+    ids = _IdHashes()
     count = 0
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if limit is not None and count >= limit:
-                return
+                break
             if not raw.strip():
                 continue
             passage = _parse_line(raw, f"{path} line {lineno}")
-            if passage.id in seen:
-                raise CorpusError(f"{path} line {lineno}: duplicate id {passage.id!r}")
-            seen.add(passage.id)
+            ids.add(passage.id)
             count += 1
             yield passage
+    if ids.has_repeats():
+        _raise_duplicate(path, limit)
+
+
+class _IdHashes:
+    """64-bit hashes of ids, in a growing numpy buffer (8 bytes an id)."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty(1 << 16, dtype=np.uint64)
+        self._n = 0
+
+    def add(self, passage_id: str) -> None:
+        if self._n == len(self._buf):
+            self._buf = np.concatenate([self._buf, np.empty_like(self._buf)])
+        digest = hashlib.blake2b(passage_id.encode(), digest_size=8).digest()
+        self._buf[self._n] = int.from_bytes(digest, "little")
+        self._n += 1
+
+    def has_repeats(self) -> bool:
+        hashes = np.sort(self._buf[: self._n])
+        return bool(np.any(hashes[1:] == hashes[:-1]))
+
+
+def _raise_duplicate(path: Path, limit: int | None) -> None:
+    """Second pass, only when two hashes agree: name the line that repeats an id (a hash
+    collision of two different ids passes)."""
+    first_line: dict[str, int] = {}
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if limit is not None and len(first_line) >= limit:
+                break
+            if not raw.strip():
+                continue
+            pid = json.loads(raw)["id"]
+            if pid in first_line:
+                raise CorpusError(f"{path} line {lineno}: duplicate id {pid!r} (first on "
+                                  f"line {first_line[pid]})")
+            first_line[pid] = lineno
 
 
 def file_sha256(path: Path) -> str:

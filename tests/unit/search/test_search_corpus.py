@@ -77,3 +77,14 @@ def test_sha256_changes_with_content(tmp_path) -> None:
     first = file_sha256(a)
     a.write_text(GOOD + "\n\n")
     assert file_sha256(a) != first and len(first) == 64
+
+
+def test_duplicate_found_after_many_ids_and_beyond_a_limit_ignored(tmp_path) -> None:
+    """Ids are checked as 8-byte hashes in a growing buffer (no set of strings for 21 M
+    passages): a repeat far apart is still named with both lines; one past `limit` is not read."""
+    lines = [json.dumps({"id": f"p{i}", "title": "t", "text": "x"}) for i in range(70_000)]
+    lines.append(lines[5])
+    path = write(tmp_path, *lines)
+    with pytest.raises(CorpusError, match="line 70001: duplicate id 'p5' \\(first on line 6\\)"):
+        list(read_corpus(path))
+    assert len(list(read_corpus(path, limit=70_000))) == 70_000
