@@ -27,33 +27,50 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
 
     Any other exception becomes INTERNAL with its type named, and is logged with a traceback:
     the server keeps serving either way.
+
+    The guarded handler is built once per method and reused while the server hands out the
+    same inner handler (it does, for registered services): building it on every RPC was a
+    measurable part of the server's CPU per call on a busy executor.
     """
+
+    def __init__(self) -> None:
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = _guard(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded
 
-        async def guarded(request, context):
-            try:
-                result = inner(request, context)
-                return await result if inspect.isawaitable(result) else result
-            except ParetopoError as err:
-                await context.abort(err.grpc_code, err.message)
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as err:
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL,
-                                    f"internal error in {method}: {type(err).__name__}")
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def _guard(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """`handler` with its domain errors mapped to statuses (see `DomainErrorInterceptor`)."""
+    inner = handler.unary_unary
+
+    async def guarded(request, context):
+        try:
+            result = inner(request, context)
+            return await result if inspect.isawaitable(result) else result
+        except ParetopoError as err:
+            await context.abort(err.grpc_code, err.message)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as err:
+            log.exception("unhandled error in %s", method)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"internal error in {method}: {type(err).__name__}")
+
+    return grpc.unary_unary_rpc_method_handler(
+        guarded,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 Registrar = Callable[[grpc.aio.Server], Sequence[str]]
