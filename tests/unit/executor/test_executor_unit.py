@@ -219,6 +219,32 @@ def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
 
 
 @pytest.mark.slow
+def test_each_call_starts_with_the_call_environment():
+    """The zygote sets the call environment once and each child inherits it: every call
+    sees exactly that set (the worker's own variables gone), and what a call does to its
+    environment, or to the process's signal handlers, stays in that call."""
+    show = ("import os, signal\nprint(sorted(os.environ), os.environ['HOME'] == os.getcwd(), "
+            "signal.getsignal(signal.SIGPIPE) is signal.SIG_DFL)")
+    spoil = ("import os, signal\nos.environ.clear(); os.environ['PLANTED'] = '1'\n"
+             "os.putenv('HOME', '/nowhere'); signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n"
+             "print('spoiled')")
+
+    async def go() -> list[str]:
+        pool = WorkerPool(make_plan(mechanism="rlimits", preload=[]), 1, memory="rlimit")
+        await pool.start()
+        try:
+            return [(await pool.run({**REQ, "code": code}, 3.0))["stdout"]
+                    for code in (show, spoil, show)]
+        finally:
+            await pool.close()
+
+    first, spoiled, after = asyncio.run(go())
+    names = ["HOME", "LANG", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH",
+             "PYTHONHASHSEED", "TMPDIR"]
+    assert first == f"{names} True True\n" and spoiled == "spoiled\n" and after == first
+
+
+@pytest.mark.slow
 def test_bwrap_sees_site_packages_that_live_under_tmp(tmp_path):
     """A virtual environment under /tmp (a CI clone there) stays importable in the sandbox,
     which binds it elsewhere: the sandbox's own /tmp stays empty."""
