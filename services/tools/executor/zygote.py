@@ -299,9 +299,6 @@ def child_main(cfg, workdir, out_w, err_w, status_w, proto_in, parent):
         if cgroup:
             keep.append(cgroup["limit_fd"])  # onto 5
         place_fds(keep)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.chdir(workdir)  # the environment it inherits was set once (`set_call_environment`)
         # Streams over the new fds 0, 1, 2, built once by the zygote (`call_streams`): this
         # process has its own untouched copy of them.
@@ -364,6 +361,17 @@ def set_call_environment(cfg):
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
                        "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1",
                        "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+
+
+def set_call_signals():
+    """Give this process, once, the signal dispositions every call's child must have (each
+    child inherits them; setting them in each one ran enough Python to copy ~35 pages per
+    call): SIGPIPE, SIGXFSZ, SIGXCPU and SIGTERM end the process, SIGINT raises
+    KeyboardInterrupt. For this process that means: a reply written to a service that is
+    gone ends it (as the BrokenPipeError did), and so does SIGINT (with a traceback)."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def call_streams():
@@ -698,6 +706,7 @@ def main():
     harden(cfg)
     cleanup(None, cfg)
     set_call_environment(cfg)
+    set_call_signals()
     cfg["call_streams"] = call_streams()
     # Every object alive now (the preloaded modules: most of this process) goes into the
     # collector's permanent generation, which no collection walks: neither this process's
