@@ -161,11 +161,11 @@ def test_fallback_mechanism_still_limits_and_cleans_up(monkeypatch):
 
 def test_reply_comes_on_the_final_record_and_nothing_of_the_call_survives():
     """The zygote replies on the child's final status record, without waiting for it to
-    exit; the child (which exits by itself after it) is gone before the next call, and so
-    is a snippet that forges that record and keeps running (it only ends its own call
-    early); a malformed record breaks nothing. A forked copy of a snippet still exits (the
-    snippet's waitpid returns), and a flood of the status pipe cannot make the zygote hold
-    more than its cap: the call runs into its wall time."""
+    exit; the child, parked meanwhile, is killed before the next call, and so is a snippet
+    that forges that record and keeps running (it only ends its own call early); a
+    malformed record breaks nothing. A forked
+    copy of a snippet still exits (the snippet's waitpid returns), and a flood of the status
+    pipe cannot make the zygote hold more than its cap: the call runs into its wall time."""
     forge = ("import json, os, time\nprint(os.getpid(), flush=True)\n"
              "os.write(3, (json.dumps({'pid': os.getpid(), 'done': True, 'exit': 0, "
              "'cpu_s': 0.0, 'exc': None}) + '\\n').encode())\ntime.sleep(30)")
