@@ -55,6 +55,7 @@ PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 SECCOMP_MODE_FILTER = 2
+SIGKILL = int(signal.SIGKILL)  # a plain int: ctypes converts it without a lookup
 #: Bytes of the status pipe parsed per call: the snippet can write to it too, and must not
 #: be able to make the zygote (outside the call's memory cgroup) hold more.
 STATUS_LIMIT = 65536
@@ -291,9 +292,14 @@ def child_main(cfg, workdir, out_w, err_w, status_w, proto_in, parent):
             os.write(cgroup["procs_fd"], b"0")
         os.setsid()
         # Parked after its call (`finish`), this process waits for the zygote's SIGKILL;
-        # should the zygote die first, the kernel sends it instead.
-        if LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
-            raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed or the zygote is gone")
+        # should the zygote die first, the kernel sends it instead: in the sandbox's PID
+        # namespace because the zygote is its PID 1 (when PID 1 dies, the kernel kills every
+        # process in the namespace), elsewhere because of the parent-death signal (set only
+        # there: the ctypes call was a measurable part of a child's set-up).
+        if not cfg["pid_namespace"] and LIBC.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG failed")
+        if os.getppid() != parent:
+            raise OSError("the zygote is gone")
         devnull = os.open("/dev/null", os.O_RDONLY)
         keep = [devnull, out_w, err_w, status_w, proto_in]  # onto 0, 1, 2, 3, 4
         if cgroup:
