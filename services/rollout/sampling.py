@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 _MASK64 = (1 << 64) - 1
+_UNIT = float(2**52)  # fixed-point scale of probabilities (`_fixed_point`)
 
 
 def _mix64(z: int) -> int:
@@ -111,32 +112,42 @@ def sample_next(
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
 
 
+def _fixed_point(probs: torch.Tensor) -> torch.Tensor:
+    """Probabilities as int64 multiples of 2**-52 (`_UNIT`).
+
+    Running sums are then exact, so they do not depend on the order in which a kernel adds:
+    CUDA's floating-point `cumsum` does not give the same bits twice (seen on an H200, batch 1),
+    and with a bf16 model's many tied logits that changed which token a seeded row drew. The
+    sums are also the same on every device. A token below 2**-53 of mass rounds to 0 and
+    cannot be drawn, as a float64 running sum would absorb it too.
+    """
+    return (probs.double() * _UNIT).round().long()
+
+
 def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """The first token whose cumulative probability exceeds u x total, per row."""
-    # float64: a float32 running sum over a 152k vocabulary absorbs every token below ~1e-8
-    # into its neighbour, so those could never be drawn although their logprob says otherwise.
-    cdf = probs.double().cumsum(dim=-1)
+    cdf = _fixed_point(probs).cumsum(dim=-1)
     total = cdf[:, -1:]
-    # u < 1 but u x total can round up to total; the largest double below it still selects the
-    # first token reaching total, which has positive probability like every selectable one.
-    target = torch.minimum(uniforms.to(cdf)[:, None] * total,
-                           torch.nextafter(total, torch.zeros_like(total)))
+    # u in [0, 1), so floor(u x total) <= total - 1 (the min guards a product rounding up).
+    target = torch.minimum((uniforms.to(torch.float64)[:, None] * total).floor().long(),
+                           total - 1)
     # right=True: the first index with cdf > target. cdf only grows at tokens of positive
-    # probability, so a token that top-k/top-p removed (probability 0) is never chosen.
+    # mass, so a token that top-k/top-p removed (probability 0) is never chosen.
     return torch.searchsorted(cdf, target, right=True).squeeze(1)
 
 
 def _truncate(scaled: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Set to -inf every logit outside the row's top-k and top-p sets (one sort per call)."""
-    sorted_logits, order = scaled.sort(dim=-1, descending=True)
+    # stable: tied logits (common in bf16) keep vocabulary order, on every device and run
+    sorted_logits, order = scaled.sort(dim=-1, descending=True, stable=True)
     vocab = scaled.shape[-1]
     rank = torch.arange(vocab, device=scaled.device)[None, :]
     k = torch.where(top_k > 0, top_k, torch.full_like(top_k, vocab))
     drop = rank >= k[:, None]
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    probs = torch.softmax(sorted_logits, dim=-1)
+    mass = _fixed_point(torch.softmax(sorted_logits, dim=-1))
     # Mass strictly before each token: a token is kept while that mass is below top_p, so the
     # most likely token is always kept and the kept set is the smallest reaching top_p.
-    before = probs.cumsum(dim=-1) - probs
-    drop = drop | (before >= top_p[:, None].float())
+    before = mass.cumsum(dim=-1) - mass
+    drop = drop | (before >= _fixed_point(top_p)[:, None])
     return scaled.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))

@@ -15,11 +15,13 @@ engine's stream (`EngineSettings.seed`).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from collections.abc import Sequence
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DynamicCache, PreTrainedModel
 
 from paretopo.hf_policy import cache_kwarg, load_policy
@@ -150,10 +152,21 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
             break
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
         positions = positions[:, -1:] + 1
-        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
-                       use_cache=True, **{kwarg: cache}).logits[:, -1]
+        with _repeatable_attention(dev):
+            logits = model(input_ids=tokens[:, None], attention_mask=mask,
+                           position_ids=positions, use_cache=True, **{kwarg: cache}).logits[:, -1]
     return [_generation(tok, out_ids[i], out_lp[i], finish[i] or "length", stops[i], eos)
             for i in range(len(rows))]
+
+
+def _repeatable_attention(device: torch.device) -> contextlib.AbstractContextManager:
+    """The attention kernel for one-token decode steps.
+
+    On CUDA the fused SDPA kernels do not repeat bit for bit on these steps (an H200, bf16: the
+    same seeded request sampled other tokens from one run to the next; the plain "math" kernel
+    repeated exactly, `BENCHMARKS.md`, GPU smoke). For one query token it costs little.
+    """
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _record(tokens: list[int], logps: list[float], out_ids: list[list[int]],

@@ -142,3 +142,25 @@ def test_derived_seeds_are_stable_distinct_and_int64():
     for s in (0, -1, 2**64 + 3, 3, 10**40):
         assert 0 <= derive_seed(s, 1) < 2**63
     assert derive_seed(3, 1) != derive_seed(2**64 + 3, 1)  # bits above 64 count
+
+
+def test_tied_logits_at_the_nucleus_edge_keep_the_lowest_token_ids():
+    # bf16 logits tie by the thousand; which tied tokens top-p keeps must not depend on a
+    # sort's whim: the stable sort keeps vocabulary order (tokens 0 and 1 here, never 2 or 3).
+    logits = torch.zeros(1, 4).expand(4, -1)
+    u = torch.tensor([0.0, 0.3, 0.6, 0.99], dtype=torch.float64)
+    tokens, logps = sample_next(logits, torch.ones(4), torch.zeros(4, dtype=torch.long),
+                                torch.full((4,), 0.5), u)
+    assert tokens.tolist() == [0, 0, 1, 1]
+    assert torch.allclose(logps, torch.full((4,), 0.5).log())
+
+
+def test_running_sums_are_exact_whatever_the_order_of_addition():
+    # CUDA's float cumsum gave other bits run to run (H200); the fixed-point sums cannot.
+    from services.rollout.sampling import _fixed_point
+
+    probs = torch.softmax(torch.randn(1, 50_000, generator=torch.Generator().manual_seed(3)), -1)
+    q = _fixed_point(probs)[0]
+    perm = torch.randperm(q.numel(), generator=torch.Generator().manual_seed(4))
+    assert int(q.sum()) == int(q[perm].sum()) == int(q.flip(0).cumsum(0)[-1])
+    assert abs(int(q.sum()) / 2**52 - 1) < 1e-6  # a float32 softmax sums to 1 within rounding

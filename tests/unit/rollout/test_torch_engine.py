@@ -256,3 +256,17 @@ def test_load_weights_sets_the_version(engine, tiny_policy):
     engine.load_weights(str(tiny_policy), 7)
     assert engine.version == 7
     engine.load_weights(str(tiny_policy), 3)
+
+
+def test_decode_steps_on_cuda_use_the_math_attention_kernel():
+    # The fused SDPA kernels did not repeat a bf16 decode step bit for bit on an H200
+    # (BENCHMARKS.md, GPU smoke); CPU keeps its default kernel (the recorded CPU runs).
+    from services.rollout.torch_engine import _repeatable_attention
+
+    with _repeatable_attention(torch.device("cuda")):
+        assert torch.backends.cuda.math_sdp_enabled()
+        assert not torch.backends.cuda.flash_sdp_enabled()
+        assert not torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()  # restored afterwards
+    with _repeatable_attention(torch.device("cpu")):
+        assert torch.backends.cuda.flash_sdp_enabled()
