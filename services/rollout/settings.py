@@ -72,7 +72,10 @@ class RolloutSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=100,
                               description="Deliveries of a job before it is dead-lettered.")
     tool_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline of a tool call.")
-    max_concurrent_jobs: int = Field(4, ge=1, le=1024, description="Jobs in flight at once.")
+    max_concurrent_jobs: int = Field(8, ge=1, le=1024, description=(
+        "Jobs (groups) in flight at once: 8 groups of G = 8 fill the engine's 64-row batch, so "
+        "a training step's 8 prompts decode together (with 4: two waves of 32 rows, and a "
+        "~12 % slower RL step, BENCHMARKS.md)."))
     version_wait_s: float = Field(300.0, gt=0, description=(
         "How long a job waits for the policy version it needs before the attempt fails."))
     shutdown_grace_s: float = Field(30.0, ge=0, description=(

@@ -57,7 +57,6 @@ class Stack:
                "PARETOPO_ROLLOUT_ENGINE": "torch", "PARETOPO_ROLLOUT_DEVICE": "cpu",
                "PARETOPO_ROLLOUT_HTTP_PORT": str(port),
                "PARETOPO_ROLLOUT_THREADS": str(threads),
-               "PARETOPO_ROLLOUT_MAX_CONCURRENT_JOBS": "4",
                "PARETOPO_ROLLOUT_BLOCK_MS": "100",
                "PARETOPO_ROLLOUT_WORKER_NAME": f"w{len(self.workers)}-{port}"}
         proc = ManagedProcess.python_module("rollout", "services.rollout", cwd=str(REPO),
