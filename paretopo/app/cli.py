@@ -387,10 +387,12 @@ def index_build(
 ) -> None:
     """Embed a corpus in batches (progress bar) and write the index the search service loads
     (`python -m services.tools.search --index-dir OUT`)."""
+    from typing import get_args
+
     from tqdm import tqdm
 
     from paretopo.corpus import CorpusError
-    from services.tools.search.ann import AnnSpec
+    from services.tools.search.ann import AnnKind, AnnSpec
     from services.tools.search.index import BuildOptions, build_index, is_current
 
     if backend not in ("dense", "bm25"):
@@ -399,8 +401,9 @@ def index_build(
     if not corpus.is_file():
         typer.echo(f"error: corpus file not found: {corpus}", err=True)
         raise typer.Exit(2)
-    if ann not in ("flat", "ivfpq", "sq8"):
-        typer.echo(f"error: --ann must be flat, ivfpq or sq8, not {ann!r}", err=True)
+    if ann not in get_args(AnnKind):
+        typer.echo(f"error: --ann must be one of {', '.join(get_args(AnnKind))}, not {ann!r}",
+                   err=True)
         raise typer.Exit(2)
     options = BuildOptions(backend=backend, model=model, query_prefix=query_prefix,  # type: ignore[arg-type]
                            passage_prefix=passage_prefix, batch_size=batch_size,

@@ -98,4 +98,4 @@ def test_compressed_index_in_shards_from_the_cli(corpus_slice, tmp_path):
     assert (manifest["ann"]["kind"], manifest["ann"]["rerank"]) == ("sq8", 4)
     bad = CliRunner().invoke(app, ["index", "build", str(corpus_slice), "--out",
                                    str(tmp_path / "x"), "--ann", "hnsw"])
-    assert bad.exit_code == 2 and "--ann must be flat, ivfpq or sq8" in bad.output
+    assert bad.exit_code == 2 and "--ann must be one of flat, ivfpq, sq8" in bad.output
