@@ -44,6 +44,7 @@ class OptimConfig(BaseModel):
 
     lr: float = Field(3e-3, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay.")
+    beta2: float = Field(0.999, gt=0, lt=1, description="AdamW's second-moment decay.")
     warmup_steps: int = Field(20, ge=0, description="Steps of linear warm-up.")
     batch_size: int = Field(32, ge=1, description="Sequences per optimizer step.")
     max_steps: int = Field(500, ge=1, description="Optimizer steps: the budget (the learning "

@@ -225,7 +225,8 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     model = build_model(tokenizer, cfg.model, seed=cfg.seed)
     model.train()
     optim = torch.optim.AdamW(
-        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
+        model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+        betas=(0.9, cfg.optim.beta2),
     )
     result = SftResult(cfg.checkpoint_dir, 0, n_parameters=n_parameters(model))
 
