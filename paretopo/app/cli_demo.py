@@ -60,7 +60,10 @@ def _live(opts: DemoOptions, title: str) -> tuple[DemoReport, LocalStack | None]
             progress.update(bar, completed=m.step,
                             description=f"{title}: step {m.step} (stage {m.stage})")
 
-        report, stack = run_demo(opts, on_step=on_step, on_phase=on_phase)
+        def on_warning(text: str) -> None:
+            progress.console.print(f"[yellow]warning:[/] {text}")
+
+        report, stack = run_demo(opts, on_step=on_step, on_phase=on_phase, on_warning=on_warning)
         progress.update(bar, completed=report.steps, description=f"{title}: done")
     return report, stack
 

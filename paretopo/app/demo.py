@@ -35,6 +35,20 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 THIRD_OBJECTIVE = "length_efficiency"
 NEEDS_TOOL = "needs a tool"  # the report's row of the prompts whose answer needs a tool call
 
+#: Sampled EM on the tool-needing validation prompts below which a warm start gives RL almost
+#: no reward to learn from (a failed warm start sits at 0.00-0.01, sound ones at 0.2-0.5).
+WARM_START_FLOOR = 0.02
+
+
+def warm_start_warning(needs_tool_em: float | None) -> str | None:
+    """What to tell the user when the warm start cannot be improved by RL, else None."""
+    if needs_tool_em is None or needs_tool_em >= WARM_START_FLOOR:
+        return None
+    return (f"the warm start answers {needs_tool_em:.1%} of its tool-needing validation "
+            "samples right, so RL has almost no reward to learn from and will not gain much. "
+            "This seed's warm start did not learn to copy the question into its calls "
+            "(docs/testbed.md, 'Warm-start seeds'): try another --seed, or a longer warm start.")
+
 
 @dataclass
 class DemoOptions:
@@ -170,11 +184,19 @@ def _ensure_stack(opts: DemoOptions) -> tuple[StackState, LocalStack | None]:
     return stack.start(), stack
 
 
-async def _train(config: Any, on_step: Callable[[Any], None]) -> tuple[Any, list[dict]]:
+async def _train(config: Any, on_step: Callable[[Any], None],
+                 on_warning: Callable[[str], None]) -> tuple[Any, list[dict]]:
     """Train to the budget, then validate the final policy if the last step did not."""
     from services.learner.loop import Learner
 
-    learner = Learner(config, on_step=on_step)
+    def step_and_check(m: Any) -> None:
+        if m.step == 1 and learner.evaluations:  # the warm start's validation came first
+            warning = warm_start_warning(learner.evaluations[0].get("needs_tool/em"))
+            if warning:
+                on_warning(warning)
+        on_step(m)
+
+    learner = Learner(config, on_step=step_and_check)
     try:
         summary = await learner.run()
         if not learner.evaluations or learner.evaluations[-1]["step"] != learner.state.step:
@@ -231,6 +253,7 @@ def run_demo(
     opts: DemoOptions,
     on_step: Callable[[Any], None] = lambda m: None,
     on_phase: Callable[[str], None] = lambda s: None,
+    on_warning: Callable[[str], None] = lambda s: None,
 ) -> tuple[DemoReport, LocalStack | None]:
     """Warm start, stack, training, report. Returns the stack when this call started it (the
     caller stops it, or keeps it up for the page)."""
@@ -244,7 +267,7 @@ def run_demo(
         run_id = opts.run_id or f"demo-{opts.task}-{opts.algorithm}-{stamp}"
         config = run_config(opts, model, stack_state, run_id)
         on_phase("training")
-        summary, evaluations = asyncio.run(_train(config, on_step))
+        summary, evaluations = asyncio.run(_train(config, on_step, on_warning))
         state = asyncio.run(_archive_state(stack_state, run_id))
         report = _report(opts, config, summary, evaluations, state, stack_state,
                          time.monotonic() - started)
@@ -313,6 +336,8 @@ def report_markdown(r: DemoReport) -> str:
         f"{r.wall_s / 60:.1f} min in all.",
         f"Validation: {r.samples_per_prompt} completion(s) of each prompt at temperature "
         f"{r.eval_temperature:g}.",
+        *([f"Warning: {w}"] if (w := warm_start_warning(
+            r.by_difficulty.get(NEEDS_TOOL, {}).get("start_em"))) else []),
         markdown_table(["validation", "EM", "#Tool"], rows),
         markdown_table(["difficulty", "EM start", "EM end", "calls start", "calls end",
                         "ideal calls"], level_rows),
