@@ -15,13 +15,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from paretopo.redis_server import die_with_parent
+
 
 class ManagedProcess:
     """One child process with its output in `log_path`."""
 
     def __init__(self, name: str, args: Sequence[str], *, log_path: str | os.PathLike[str],
-                 env: Mapping[str, str] | None = None, cwd: str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: str | None = None,
+                 stop_with_parent: bool = False) -> None:
         self.name = name
+        # SIGTERM when the starting thread's process dies, even by SIGKILL (Linux
+        # PR_SET_PDEATHSIG): for a parent that owns its children, not a detached launcher
+        self.stop_with_parent = stop_with_parent
         self.args = list(args)
         self.log_path = Path(log_path)
         self.env = {**os.environ, **(env or {})}
@@ -42,8 +48,10 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                          env=self.env, cwd=self.cwd, start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=die_with_parent() if self.stop_with_parent else None)
         return self
 
     def wait_until(self, ready: Callable[[], bool], *, timeout: float = 30.0) -> None:

@@ -69,6 +69,9 @@ def sft(
         f"saved {result.checkpoint} after {result.steps} steps in {result.wall_s:.0f}s; "
         f"loss {result.losses[0]:.3f} -> {sum(tail) / len(tail):.3f} (mean of last {len(tail)})"
     )
+    if result.probe is not None:
+        typer.echo(("" if result.probe.copies else "warning: ") + result.probe.verdict(),
+                   err=not result.probe.copies)
 
 
 @testbed_app.command("ideal")

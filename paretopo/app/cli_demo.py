@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -108,19 +110,34 @@ def demo(
                        group_size=group_size,
                        prompts_per_step=prompts_per_step, train_items=train_items,
                        run_id=resume)
+    with _sigterm_interrupts():
+        try:
+            report, stack = _live(opts, f"{algorithm} on {task}")
+        except (StackRunning, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
+            console.print(f"[red]demo failed:[/] {exc}")
+            raise typer.Exit(1) from None
+        console.print(report_markdown(report), markup=False, highlight=False)
+        if stack is None:
+            return
+        try:
+            if keep_up:
+                _wait_for_ctrl_c(report.page)
+        finally:
+            stack.stop()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (`kill`, an orchestrator stopping the job) unwinds like Ctrl-C, so the services
+    this command started are stopped by its `finally` blocks instead of being left running."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        report, stack = _live(opts, f"{algorithm} on {task}")
-    except (StackRunning, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
-        raise typer.Exit(1) from None
-    console.print(report_markdown(report), markup=False, highlight=False)
-    if stack is None:
-        return
-    try:
-        if keep_up:
-            _wait_for_ctrl_c(report.page)
+        yield
     finally:
-        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_for_ctrl_c(page: str) -> None:
@@ -158,31 +175,42 @@ def bench(
     if unknown:
         raise typer.BadParameter(f"unknown method(s) {unknown}; known: {', '.join(ALGORITHMS)}")
     out = resume or out / time.strftime("%Y%m%d-%H%M%S")
-    stack = LocalStack(StackConfig(home=out / "stack", archive_grpc_port=0, archive_http_port=0,
-                                   executor_port=0, search_port=0, rollout_http_port=0))
-    with console.status("starting the services"):
-        stack.start()
     results: Results = {}
-    try:
-        for task in tasks:
-            for method in chosen:
-                for seed in seeds:
-                    opts = DemoOptions(task=task, algorithm=method, minutes=minutes,
-                                       max_steps=steps, seed=seed, objectives=objectives,
-                                       home=out / "runs", stack_home=out / "stack",
-                                       run_id=f"bench-{task}-{method}-s{seed}")
-                    results.setdefault(task, {}).setdefault(method, {})[seed] = _bench_run(opts)
-    finally:
-        stack.stop()
+    with _sigterm_interrupts():
+        for seed in seeds:
+            # a stack per seed: kbqa's search service must index that seed's own world
+            home = out / f"stack-seed{seed}"
+            runs = [DemoOptions(task=task, algorithm=method, minutes=minutes, max_steps=steps,
+                                seed=seed, objectives=objectives, home=out / "runs",
+                                stack_home=home, run_id=f"bench-{task}-{method}-s{seed}")
+                    for task in tasks for method in chosen]
+            stack = None
+            if not all(_report_path(o).is_file() for o in runs):  # a resumed bench may be done
+                stack = LocalStack(StackConfig(
+                    home=home, archive_grpc_port=0, archive_http_port=0, executor_port=0,
+                    search_port=0, rollout_http_port=0, world_seed=seed))
+                with console.status(f"starting the services (seed {seed})"):
+                    stack.start()
+            try:
+                for opts in runs:
+                    by_seed = results.setdefault(opts.task, {}).setdefault(opts.algorithm, {})
+                    by_seed[seed] = _bench_run(opts)
+            finally:
+                if stack is not None:
+                    stack.stop()
     budget = f"{steps or 'the shipped'} steps" + (f" (cap {minutes} min)" if minutes else "")
     text = write_bench(out, tasks, chosen, results, seeds, budget)
     console.print(text, markup=False, highlight=False)
     console.print(f"wrote {out}/table.md, results.json and fronts-*.png")
 
 
+def _report_path(opts: DemoOptions) -> Path:
+    return opts.home / str(opts.run_id) / "report.json"
+
+
 def _bench_run(opts: DemoOptions) -> dict[str, Any]:
     """One run's report: read back when it finished before (a resumed bench), else trained."""
-    done = opts.home / str(opts.run_id) / "report.json"
+    done = _report_path(opts)
     if done.is_file():
         console.print(f"{opts.run_id}: finished before, kept")
         return json.loads(done.read_text())

@@ -30,10 +30,11 @@ def stack_table(state: StackState) -> Table:
 
 
 def stack_config(home: Path, rollout_workers: int, free_ports: bool,
-                 redis_url: str | None) -> StackConfig:
+                 redis_url: str | None, *, detach: bool = False) -> StackConfig:
     ports = {"archive_grpc_port": 0, "archive_http_port": 0, "executor_port": 0,
              "search_port": 0, "rollout_http_port": 0} if free_ports else {}
-    return StackConfig(home=home, rollout_workers=rollout_workers, redis_url=redis_url, **ports)
+    return StackConfig(home=home, rollout_workers=rollout_workers, redis_url=redis_url,
+                       stop_with_parent=not detach, **ports)
 
 
 def start_stack(config: StackConfig) -> LocalStack:
@@ -60,7 +61,7 @@ def up(
     detach: Annotated[bool, typer.Option(help="Leave the stack running and return.")] = False,
 ) -> None:
     """Start Redis, the archive, the tool services and the rollout workers; wait until healthy."""
-    stack = start_stack(stack_config(home, rollout_workers, free_ports, redis_url))
+    stack = start_stack(stack_config(home, rollout_workers, free_ports, redis_url, detach=detach))
     state = stack.state
     console.print(stack_table(state))
     console.print(f"archive page: [bold]{state.page}[/]   (write token in {home}/stack.json)")

@@ -176,6 +176,12 @@ def _add_third_objective(algorithm: dict[str, Any]) -> None:
 def _ensure_stack(opts: DemoOptions) -> tuple[StackState, LocalStack | None]:
     """Join the stack `paretopo up` runs, or start one for this demo (returned to stop)."""
     if (state := running_stack(opts.stack_home)) is not None:
+        if opts.task == "kbqa" and state.world_seed != opts.seed:
+            raise ValueError(
+                f"the stack running from {opts.stack_home} searches the kbqa world of seed "
+                f"{state.world_seed}, and this demo's seed is {opts.seed}: its questions would "
+                "search another world's passages. Stop that stack (`paretopo down`) or run "
+                f"with --seed {state.world_seed}.")
         return state, None
     stack = LocalStack(StackConfig(
         home=opts.home / "stack", rollout_workers=opts.rollout_workers, archive_grpc_port=0,

@@ -58,6 +58,9 @@ class StackConfig(BaseModel):
         "the machine's cores between the workers and the learner (`torch_threads`).")
     world_seed: int = Field(0, description="Seed of the kbqa world whose corpus is indexed.")
     start_timeout_s: float = Field(120.0, gt=0)
+    stop_with_parent: bool = Field(
+        True, description="The services stop when the process that started them dies, even by "
+        "SIGKILL (a demo, a bench, `paretopo up` in the foreground); False for `up --detach`.")
 
 
 @dataclass
@@ -81,6 +84,7 @@ class StackState:
     search: str
     write_token: str
     services: list[ServiceRecord] = field(default_factory=list)
+    world_seed: int = 0  # the kbqa world the search service indexes
 
     @property
     def page(self) -> str:
@@ -210,6 +214,7 @@ class LocalStack:
             supervisor_pid=os.getpid(), redis_url=redis_url,
             archive_grpc=f"{host}:{grpc_port}", archive_http=f"http://{host}:{http_port}",
             executor=f"{host}:{exec_port}", search=f"{host}:{search_port}", write_token=token,
+            world_seed=cfg.world_seed,
         )
         if self._redis is not None:
             self._record(self._redis.process.pid, "redis", {"url": redis_url}, "redis/redis.log")
@@ -254,7 +259,8 @@ class LocalStack:
         self._write_state()
 
     def _start_redis(self) -> str:
-        self._redis = EmbeddedRedis(self.home / "redis").start()
+        self._redis = EmbeddedRedis(self.home / "redis",
+                                    stop_with_parent=self.config.stop_with_parent).start()
         return self._redis.url
 
     def _search_index(self) -> Path:
@@ -272,7 +278,8 @@ class LocalStack:
     def _launch(self, name: str, module: str, args: list[str], env: dict[str, str],
                 ready: Callable[[], bool], endpoints: dict[str, str]) -> None:
         log = self.home / "logs" / f"{name}.log"
-        proc = ManagedProcess.python_module(name, module, *args, log_path=log, env=env)
+        proc = ManagedProcess.python_module(name, module, *args, log_path=log, env=env,
+                                            stop_with_parent=self.config.stop_with_parent)
         self._procs.append((proc.start(), endpoints))
         self._record(proc.pid, name, endpoints, f"logs/{name}.log")
         self._write_state()  # recorded before it is healthy, so `down` can reach it meanwhile

@@ -34,6 +34,33 @@ from paretopo.testbed.tools import LexicalIndex
 log = logging.getLogger(__name__)
 
 
+#: A warm start "copies" when, on some difficulty that needs a call, the teacher-forced loss of
+#: ideal demonstrations of held-out items is at most this. Measured on calc (docs/testbed.md,
+#: "Warm-start seeds"): sound warm starts 0.02-0.06 on hard items, failed ones 0.23-0.42.
+COPY_LOSS_MAX = 0.1
+PROBE_ITEMS = 32  # held-out items per difficulty
+
+
+@dataclass
+class CopyProbe:
+    """Teacher-forced loss of ideal demonstrations of validation items, per difficulty that
+    needs a call: whether the policy learnt to copy the question into its calls."""
+
+    loss_by_difficulty: dict[str, float]
+
+    @property
+    def copies(self) -> bool:
+        return min(self.loss_by_difficulty.values(), default=0.0) <= COPY_LOSS_MAX
+
+    def verdict(self) -> str:
+        losses = ", ".join(f"{k} {v:.3f}" for k, v in self.loss_by_difficulty.items())
+        if self.copies:
+            return f"copy probe passed ({losses}; at most {COPY_LOSS_MAX} needed)"
+        return (f"this warm start has not learnt to copy the question into its calls (copy "
+                f"probe: {losses}; at most {COPY_LOSS_MAX} needed on one): RL from it will "
+                "have almost no reward to learn from. Try another --seed, or more --steps.")
+
+
 @dataclass
 class SftResult:
     checkpoint: Path
@@ -41,21 +68,23 @@ class SftResult:
     losses: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     n_parameters: int = 0
+    probe: CopyProbe | None = None
 
 
-def _train_items(cfg: SftConfig) -> tuple[list, Callable]:
-    """The training-split items of `cfg.task` and the function that demonstrates one."""
+def task_items(cfg: SftConfig, split: Split = Split.TRAIN) -> tuple[list, Callable]:
+    """The items of one split of `cfg.task` (calc: the first `demos.n_items`) and the function
+    that demonstrates one."""
     if cfg.task is TaskName.CALC:
-        return calc.generate(Split.TRAIN, cfg.demos.n_items, seed=cfg.seed), calc_demo
+        return calc.generate(split, cfg.demos.n_items, seed=cfg.seed), calc_demo
     world = kbqa.build_world(cfg.seed)
     index = LexicalIndex(world.passages())
     make = partial(kbqa_demo, world=world, index=index, top_k=cfg.demos.search_top_k)
-    return kbqa.generate(Split.TRAIN, seed=cfg.seed), make
+    return kbqa.generate(split, seed=cfg.seed), make
 
 
 def build_demos(cfg: SftConfig) -> list[Demo]:
     """The warm-start data of `cfg.task`, drawn from the training split only."""
-    return _sample_demos(cfg, *_train_items(cfg))
+    return _sample_demos(cfg, *task_items(cfg))
 
 
 def _sample_demos(cfg: SftConfig, items: Sequence, make: Callable) -> list[Demo]:
@@ -189,6 +218,30 @@ def masked_lm_loss(
     return total / (tokens_per_batch if count is None else count)
 
 
+@torch.no_grad()
+def copy_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               cfg: SftConfig) -> CopyProbe:
+    """`CopyProbe` of `model` on up to `PROBE_ITEMS` validation items of each difficulty that
+    needs a call (their minimal-call demonstrations; one forward pass per difficulty)."""
+    items, make = task_items(cfg, Split.VALIDATION)
+    rng = random.Random(f"probe:{cfg.seed}")
+    by_difficulty: dict[str, list] = {}
+    for item in items:
+        if item.min_calls:
+            by_difficulty.setdefault(str(item.difficulty), []).append(item)
+    was_training = model.training
+    model.eval()
+    losses = {}
+    for level, chosen in sorted(by_difficulty.items()):
+        rows = [encode_demo(make(i, Strategy.MINIMAL, rng), tokenizer)
+                for i in chosen[:PROBE_ITEMS]]
+        ids, attn, labels = collate(rows, tokenizer.pad_token_id)
+        logits = model(input_ids=ids, attention_mask=attn).logits
+        losses[level] = round(float(masked_lm_loss(logits, labels)), 4)
+    model.train(was_training)
+    return CopyProbe(losses)
+
+
 def _lr_at(step: int, cfg: SftConfig) -> float:
     """Linear warm-up, then cosine decay to 10 % of the peak over `max_steps`.
 
@@ -209,7 +262,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
 
     # --- data: demonstrations -> (ids, loss mask)
     tokenizer = build_tokenizer()
-    items, make = _train_items(cfg)
+    items, make = task_items(cfg)
     demos = _sample_demos(cfg, items, make)
     difficulty = {item.id: str(item.difficulty) for item in items}
     rows = [encode_demo(d, tokenizer) for d in demos]
@@ -267,12 +320,17 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     model.eval()
     save_policy(model, tokenizer, result.checkpoint)
     result.wall_s = time.monotonic() - start
+    result.probe = copy_probe(model, tokenizer, cfg)
+    if not result.probe.copies:
+        log.warning("%s", result.probe.verdict())
     meta = {
         "config": cfg.model_dump(mode="json"),
         "steps": result.steps,
         "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
         "wall_s": result.wall_s,
         "n_parameters": result.n_parameters,
+        "copy_probe": result.probe.loss_by_difficulty,
+        "copies": result.probe.copies,
     }
     (result.checkpoint / "testbed_sft.json").write_text(json.dumps(meta, indent=2))
     return result
