@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 _MASK64 = (1 << 64) - 1
-_UNIT = float(2**52)  # fixed-point scale of probabilities (`_fixed_point`)
+_UNIT = float(2**52)  # fixed-point scale of probabilities (`exact_cumsum`)
 
 
 def _mix64(z: int) -> int:
@@ -112,27 +112,36 @@ def sample_next(
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
 
 
-def _fixed_point(probs: torch.Tensor) -> torch.Tensor:
-    """Probabilities as int64 multiples of 2**-52 (`_UNIT`).
+def exact_cumsum(probs: torch.Tensor) -> torch.Tensor:
+    """Running sums along the last axis in float64, summed exactly: as int64 multiples of
+    2**-52 (`_UNIT`), so the bits do not depend on the order in which a kernel adds. A token
+    below 2**-53 of mass rounds to 0 and cannot be drawn, as a float64 sum would absorb it."""
+    return (probs.double() * _UNIT).round().long().cumsum(dim=-1).double() / _UNIT
 
-    Running sums are then exact, so they do not depend on the order in which a kernel adds:
-    CUDA's floating-point `cumsum` does not give the same bits twice (seen on an H200, batch 1),
-    and with a bf16 model's many tied logits that changed which token a seeded row drew. The
-    sums are also the same on every device. A token below 2**-53 of mass rounds to 0 and
-    cannot be drawn, as a float64 running sum would absorb it too.
+
+def _cumulative(probs: torch.Tensor) -> torch.Tensor:
+    """Running sums along the vocabulary in float64.
+
+    CUDA's floating-point `cumsum` does not give the same bits twice (seen on an H200 at batch
+    1), and with a bf16 model's many tied logits that could change a seeded row's token, so on
+    CUDA they are `exact_cumsum`. A CPU sum is sequential and repeats; it stays the plain one,
+    which costs 2.5x less there (`BENCHMARKS.md`, GPU smoke).
     """
-    return (probs.double() * _UNIT).round().long()
+    return exact_cumsum(probs) if probs.is_cuda else probs.double().cumsum(dim=-1)
 
 
 def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """The first token whose cumulative probability exceeds u x total, per row."""
-    cdf = _fixed_point(probs).cumsum(dim=-1)
+    # float64: a float32 running sum over a 152k vocabulary absorbs every token below ~1e-8
+    # into its neighbour, so those could never be drawn although their logprob says otherwise.
+    cdf = _cumulative(probs)
     total = cdf[:, -1:]
-    # u in [0, 1), so floor(u x total) <= total - 1 (the min guards a product rounding up).
-    target = torch.minimum((uniforms.to(torch.float64)[:, None] * total).floor().long(),
-                           total - 1)
+    # u < 1 but u x total can round up to total; the largest double below it still selects the
+    # first token reaching total, which has positive probability like every selectable one.
+    target = torch.minimum(uniforms.to(cdf)[:, None] * total,
+                           torch.nextafter(total, torch.zeros_like(total)))
     # right=True: the first index with cdf > target. cdf only grows at tokens of positive
-    # mass, so a token that top-k/top-p removed (probability 0) is never chosen.
+    # probability, so a token that top-k/top-p removed (probability 0) is never chosen.
     return torch.searchsorted(cdf, target, right=True).squeeze(1)
 
 
@@ -145,9 +154,9 @@ def _truncate(scaled: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) ->
     k = torch.where(top_k > 0, top_k, torch.full_like(top_k, vocab))
     drop = rank >= k[:, None]
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    mass = _fixed_point(torch.softmax(sorted_logits, dim=-1))
+    probs = torch.softmax(sorted_logits, dim=-1)
     # Mass strictly before each token: a token is kept while that mass is below top_p, so the
     # most likely token is always kept and the kept set is the smallest reaching top_p.
-    before = mass.cumsum(dim=-1) - mass
-    drop = drop | (before >= _fixed_point(top_p)[:, None])
+    before = _cumulative(probs) - probs.double()
+    drop = drop | (before >= top_p[:, None].double())
     return scaled.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
