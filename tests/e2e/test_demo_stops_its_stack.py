@@ -9,45 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from paretopo.app.demo import DemoOptions, _ensure_stack
 from paretopo.app.stack import STATE_FILE, _proc_start_ticks
+from tests.proc_helpers import alive, session_members, wait_for
 
 pytestmark = pytest.mark.slow
 
 PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _session_members(sid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    members.append(int(entry.name))
-    return members
-
-
-def _wait(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -68,14 +39,14 @@ def test_no_service_outlives_the_demo(tmp_path, tiny_policy, sig):
             return any(s["name"].startswith("rollout") for s in services) and \
                 b"step 1 " in (tmp_path / "demo.log").read_bytes()
 
-        assert _wait(training, 240), (tmp_path / "demo.log").read_text()[-3000:]
-        assert all(_alive(s["pid"]) for s in services)
+        assert wait_for(training, 240), (tmp_path / "demo.log").read_text()[-3000:]
+        assert all(alive(s["pid"]) for s in services)
         os.kill(demo.pid, sig)
         demo.wait(timeout=60)
         pids = [s["pid"] for s in services]
-        left = lambda: [p for p in pids if _alive(p)] + [  # noqa: E731
-            m for p in pids for m in _session_members(p)]
-        assert _wait(lambda: not left(), 30), \
+        left = lambda: [p for p in pids if alive(p)] + [  # noqa: E731
+            m for p in pids for m in session_members(p)]
+        assert wait_for(lambda: not left(), 30), \
             f"{left()} outlived the demo:\n{(tmp_path / 'demo.log').read_text()[-3000:]}"
     finally:
         if demo.poll() is None:

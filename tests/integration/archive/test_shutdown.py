@@ -21,33 +21,9 @@ import httpx
 import pytest
 
 from tests.integration.archive.conftest import HTTP_AUTH, TOKEN
+from tests.proc_helpers import alive, session_members, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _state(pid: int) -> str | None:
-    """The process state letter, or None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    # a zombie has exited; only its exit status waits to be collected
-    return _state(pid) not in (None, "Z")
-
-
-def _session_members(sid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid and fields[0] != "Z":
-                    members.append(int(entry.name))
-    return members
 
 
 def _redis_pid(port: int) -> int:
@@ -57,7 +33,7 @@ def _redis_pid(port: int) -> int:
             with contextlib.suppress(OSError):
                 words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().split()
                 if (words and words[0].endswith("redis-server")
-                        and f"127.0.0.1:{port}" in words and _alive(int(entry.name))):
+                        and f"127.0.0.1:{port}" in words and alive(int(entry.name))):
                     return int(entry.name)
     raise AssertionError(f"no redis-server process serves port {port}")
 
@@ -70,15 +46,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def _rest_port(log_path: Path) -> int | None:
@@ -108,7 +75,7 @@ def test_no_process_of_the_archive_outlives_it(tmp_path, sig, workers, serve_s):
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     redis_pid = None
     try:
-        assert _wait(lambda: _rest_port(log_path) is not None or archive.poll() is not None,
+        assert wait_for(lambda: _rest_port(log_path) is not None or archive.poll() is not None,
                      60), log_path.read_text()
         http_port = _rest_port(log_path)
         assert http_port is not None, log_path.read_text()
@@ -119,7 +86,7 @@ def test_no_process_of_the_archive_outlives_it(tmp_path, sig, workers, serve_s):
                 return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
             return False
 
-        assert _wait(ready, 60), log_path.read_text()
+        assert wait_for(ready, 60), log_path.read_text()
         time.sleep(serve_s)
         # the embedded Redis is in use, not merely started
         r = httpx.post(f"{base}/api/v1/runs", json={"run_id": "stop"}, headers=HTTP_AUTH)
@@ -128,21 +95,21 @@ def test_no_process_of_the_archive_outlives_it(tmp_path, sig, workers, serve_s):
         assert match, log_path.read_text()
         redis_port = int(match.group(1))
         redis_pid = _redis_pid(redis_port)
-        assert len(_session_members(archive.pid)) == workers  # the archive and its workers
+        assert len(session_members(archive.pid)) == workers  # the archive and its workers
 
         os.kill(archive.pid, sig)  # the archive alone, as an orchestrator or a shell does
         code = archive.wait(timeout=30)
         if sig != signal.SIGKILL:
             assert code == 0, log_path.read_text()
-        assert _wait(lambda: not _alive(redis_pid), STOP_S), \
+        assert wait_for(lambda: not alive(redis_pid), STOP_S), \
             f"redis-server {redis_pid} outlived the archive:\n{log_path.read_text()}"
-        assert _wait(lambda: _port_free(redis_port), STOP_S)
-        assert _wait(lambda: _session_members(archive.pid) == [], STOP_S), \
-            f"{_session_members(archive.pid)} outlived the archive:\n{log_path.read_text()}"
+        assert wait_for(lambda: _port_free(redis_port), STOP_S)
+        assert wait_for(lambda: session_members(archive.pid) == [], STOP_S), \
+            f"{session_members(archive.pid)} outlived the archive:\n{log_path.read_text()}"
         assert _port_free(http_port)
     finally:
         if archive.poll() is None:
             os.killpg(archive.pid, signal.SIGKILL)
             archive.wait()
-        if redis_pid is not None and _alive(redis_pid):
+        if redis_pid is not None and alive(redis_pid):
             os.kill(redis_pid, signal.SIGKILL)
