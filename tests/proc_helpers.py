@@ -34,6 +34,26 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), or None when gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def identities(pids: list[int]) -> set[tuple[int, int]]:
+    """(pid, start time) of each live pid: a process, not a number the kernel may reuse (a busy
+    machine's sandboxes fork hundreds of times a second, and pid_max is often 32768)."""
+    return {(pid, ticks) for pid in pids if (ticks := start_ticks(pid)) is not None}
+
+
+def still_running(processes: set[tuple[int, int]]) -> list[int]:
+    """The pids of `processes` (from `identities`) that are still the same live process."""
+    return sorted(pid for pid, ticks in processes if start_ticks(pid) == ticks)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, poll_s: float = 0.05) -> bool:
     """Poll `condition` until true or `timeout` seconds; its last answer."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import pytest
 
 from paretopo.app.demo import DemoOptions, _ensure_stack
 from paretopo.app.stack import STATE_FILE, _proc_start_ticks
-from tests.proc_helpers import alive, session_members, wait_for
+from tests.proc_helpers import alive, identities, session_members, still_running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +41,13 @@ def test_no_service_outlives_the_demo(tmp_path, tiny_policy, sig):
 
         assert wait_for(training, 240), (tmp_path / "demo.log").read_text()[-3000:]
         assert all(alive(s["pid"]) for s in services)
+        # every service and whatever it started (each runs in a session of its own)
+        processes = identities([m for s in services for m in session_members(s["pid"])])
         os.kill(demo.pid, sig)
         demo.wait(timeout=60)
-        pids = [s["pid"] for s in services]
-        left = lambda: [p for p in pids if alive(p)] + [  # noqa: E731
-            m for p in pids for m in session_members(p)]
-        assert wait_for(lambda: not left(), 30), \
-            f"{left()} outlived the demo:\n{(tmp_path / 'demo.log').read_text()[-3000:]}"
+        assert wait_for(lambda: not still_running(processes), 60), \
+            f"{still_running(processes)} outlived the demo:\n" \
+            f"{(tmp_path / 'demo.log').read_text()[-3000:]}"
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
