@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from paretopo.redis_server import die_with_parent
+from paretopo.redis_server import die_with_parent_argv
 
 
 class ManagedProcess:
@@ -48,10 +48,10 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                start_new_session=True,
-                preexec_fn=die_with_parent() if self.stop_with_parent else None)
+            prefix = die_with_parent_argv() if self.stop_with_parent else []
+            self.popen = subprocess.Popen([*prefix, *self.args], stdout=log,
+                                          stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                                          start_new_session=True)
         return self
 
     def wait_until(self, ready: Callable[[], bool], *, timeout: float = 30.0) -> None:

@@ -7,13 +7,11 @@ server and a restart on the same directory reads it back.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from paretopo.netutil import free_port, wait_for_port
@@ -38,28 +36,19 @@ def redis_server_binary() -> str:
     return system
 
 
-PR_SET_PDEATHSIG = 1
+def die_with_parent_argv(sig: str = "TERM") -> list[str]:
+    """An argv prefix after which the program gets SIG`sig` when the thread that started it
+    ends, its process being SIGKILLed included (Linux `PR_SET_PDEATHSIG`, set by util-linux's
+    `setpriv --pdeathsig` just before it execs the program).
 
-
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux only).
-
-    Clean shutdown stops children explicitly; this covers the parent being SIGKILLed or
-    crashing, so a service never leaves an orphan holding a port or a data directory.
-    The signal follows the *thread* that forked, so call `Popen` from a thread that lives as
-    long as the parent (the main thread). None where `prctl` is unavailable.
+    Clean shutdown stops children explicitly; this covers the parent dying without that, so a
+    service never leaves an orphan holding a port or a data directory. Not a `preexec_fn`:
+    Python code between fork and exec can deadlock when another thread held a lock at the
+    fork (a CI run hung so). The signal follows the *thread* that forked, so start children
+    from one that lives as long as the process (the main thread). [] where setpriv is missing.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), sig)
-
-    return preexec
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", sig, "--"] if setpriv else []
 
 
 class EmbeddedRedis:
@@ -90,14 +79,14 @@ class EmbeddedRedis:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
+            *(die_with_parent_argv() if self.stop_with_parent else []),
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always",
             "--save", "", "--protected-mode", "yes", "--daemonize", "no",
         ]
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent() if self.stop_with_parent else None)
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         log.close()
         try:
             wait_for_port("127.0.0.1", self.port, timeout=timeout)

@@ -29,7 +29,7 @@ from typing import Any
 
 import uvicorn
 
-from paretopo.redis_server import die_with_parent
+from paretopo.redis_server import die_with_parent_argv
 from services.archive.settings import ArchiveSettings
 
 log = logging.getLogger("services.archive")
@@ -119,8 +119,8 @@ class RestWorkers:
     def _spawn(self) -> subprocess.Popen[bytes]:
         fd = self.sock.fileno()
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.archive.workers", str(fd)],
-            stdin=subprocess.PIPE, pass_fds=(fd,), preexec_fn=die_with_parent())
+            [*die_with_parent_argv(), sys.executable, "-m", "services.archive.workers", str(fd)],
+            stdin=subprocess.PIPE, pass_fds=(fd,))
         assert process.stdin is not None
         process.stdin.write(self.settings_json.encode())
         process.stdin.close()
