@@ -33,6 +33,8 @@ def sft(
         float | None, typer.Option("--max-minutes", help="Wall-clock training budget.")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of data and init.")] = None,
+    restarts: Annotated[int | None, typer.Option(
+        "--restarts", min=0, help="Runs from another init when the copy probe fails.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and exit.")] = False,
 ) -> None:
     """Warm-start (SFT) the testbed policy on CPU and save a Hugging Face checkpoint."""
@@ -53,6 +55,8 @@ def sft(
         overrides["out_dir"] = out
     if seed is not None:
         overrides["seed"] = seed
+    if restarts is not None:
+        overrides["restarts"] = restarts
     optim = cfg.optim.model_copy(
         update={k: v for k, v in (("max_steps", steps), ("max_minutes", max_minutes)) if v}
     )
@@ -69,6 +73,9 @@ def sft(
         f"saved {result.checkpoint} after {result.steps} steps in {result.wall_s:.0f}s; "
         f"loss {result.losses[0]:.3f} -> {sum(tail) / len(tail):.3f} (mean of last {len(tail)})"
     )
+    if len(result.attempts) > 1:
+        typer.echo(f"kept init seed {result.init_seed} of {len(result.attempts)} runs "
+                   f"(init seeds {', '.join(str(a['init_seed']) for a in result.attempts)})")
     if result.probe is not None:
         typer.echo(("" if result.probe.copies else "warning: ") + result.probe.verdict(),
                    err=not result.probe.copies)

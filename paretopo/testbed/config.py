@@ -74,6 +74,11 @@ class SftConfig(BaseModel):
     out_dir: Path | None = Field(
         None, description="Checkpoint directory; default runs/testbed/<task>/sft."
     )
+    restarts: int = Field(
+        0, ge=0, description="Train again from another weight initialisation when the "
+        "finished run's copy probe fails (it has not learnt to copy the question into its "
+        "calls: docs/testbed.md, 'Warm-start seeds'), up to this many times. Each is a whole "
+        "run of `optim.max_steps`: the budget stays a step count, at most (1 + restarts) runs.")
     threads: int = Field(1, ge=1, description="torch intra-op threads (1: the processes of a "
                          "small machine each keep a core instead of fighting over both).")
     demos: DemoConfig = Field(default_factory=DemoConfig)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 #: "Warm-start seeds"): sound warm starts 0.02-0.06 on hard items, failed ones 0.23-0.42.
 COPY_LOSS_MAX = 0.1
 PROBE_ITEMS = 32  # held-out items per difficulty
+#: Init seeds of a seed's restarts: seed + k * INIT_SEED_STRIDE (k = 1, 2, ...).
+INIT_SEED_STRIDE = 1000
 
 
 @dataclass
@@ -52,13 +54,16 @@ class CopyProbe:
     def copies(self) -> bool:
         return min(self.loss_by_difficulty.values(), default=0.0) <= COPY_LOSS_MAX
 
+    def losses(self) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in self.loss_by_difficulty.items())
+
     def verdict(self) -> str:
-        losses = ", ".join(f"{k} {v:.3f}" for k, v in self.loss_by_difficulty.items())
         if self.copies:
-            return f"copy probe passed ({losses}; at most {COPY_LOSS_MAX} needed)"
+            return f"copy probe passed ({self.losses()}; at most {COPY_LOSS_MAX} needed)"
         return (f"this warm start has not learnt to copy the question into its calls (copy "
-                f"probe: {losses}; at most {COPY_LOSS_MAX} needed on one): RL from it will "
-                "have almost no reward to learn from. Try another --seed, or more --steps.")
+                f"probe: {self.losses()}; at most {COPY_LOSS_MAX} needed on one): RL from it "
+                "will have almost no reward to learn from. Try another --seed, or more "
+                "--restarts (runs from other initialisations).")
 
 
 @dataclass
@@ -69,6 +74,14 @@ class SftResult:
     wall_s: float = 0.0
     n_parameters: int = 0
     probe: CopyProbe | None = None
+    #: Every run of `optim.max_steps` made (more than one when `restarts` were needed):
+    #: {"init_seed", "steps", "copy_probe", "copies"}; the kept one's init seed.
+    attempts: list[dict] = field(default_factory=list)
+    init_seed: int = 0
+    #: Ideal-only steps past `skills_steps` (`optim.skills_extra_steps`), and the probes that
+    #: decided them: `{"step": ..., difficulty: loss, ...}`.
+    held_steps: int = 0
+    skills_probes: list[dict] = field(default_factory=list)
 
 
 def task_items(cfg: SftConfig, split: Split = Split.TRAIN) -> tuple[list, Callable]:
@@ -218,28 +231,44 @@ def masked_lm_loss(
     return total / (tokens_per_batch if count is None else count)
 
 
-@torch.no_grad()
-def copy_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-               cfg: SftConfig) -> CopyProbe:
-    """`CopyProbe` of `model` on up to `PROBE_ITEMS` validation items of each difficulty that
-    needs a call (their minimal-call demonstrations; one forward pass per difficulty)."""
+ProbeBatches = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def probe_batches(tokenizer: PreTrainedTokenizerBase, cfg: SftConfig) -> ProbeBatches:
+    """The copy probe's data: per difficulty that needs a call, one batch of the
+    minimal-call demonstrations of up to `PROBE_ITEMS` validation items."""
     items, make = task_items(cfg, Split.VALIDATION)
     rng = random.Random(f"probe:{cfg.seed}")
     by_difficulty: dict[str, list] = {}
     for item in items:
         if item.min_calls:
             by_difficulty.setdefault(str(item.difficulty), []).append(item)
+    return {
+        level: collate([encode_demo(make(i, Strategy.MINIMAL, rng), tokenizer)
+                        for i in chosen[:PROBE_ITEMS]], tokenizer.pad_token_id)
+        for level, chosen in sorted(by_difficulty.items())
+    }
+
+
+@torch.no_grad()
+def run_probe(model: PreTrainedModel, batches: ProbeBatches) -> CopyProbe:
+    """`CopyProbe` of `model` on `batches` (one forward pass per difficulty); leaves the
+    model in the mode it found it."""
     was_training = model.training
     model.eval()
-    losses = {}
-    for level, chosen in sorted(by_difficulty.items()):
-        rows = [encode_demo(make(i, Strategy.MINIMAL, rng), tokenizer)
-                for i in chosen[:PROBE_ITEMS]]
-        ids, attn, labels = collate(rows, tokenizer.pad_token_id)
-        logits = model(input_ids=ids, attention_mask=attn).logits
-        losses[level] = round(float(masked_lm_loss(logits, labels)), 4)
+    losses = {
+        level: round(float(masked_lm_loss(model(input_ids=ids, attention_mask=attn).logits,
+                                          labels)), 4)
+        for level, (ids, attn, labels) in batches.items()
+    }
     model.train(was_training)
     return CopyProbe(losses)
+
+
+def copy_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               cfg: SftConfig) -> CopyProbe:
+    """`CopyProbe` of `model` on the validation items of `cfg.task`."""
+    return run_probe(model, probe_batches(tokenizer, cfg))
 
 
 def _lr_at(step: int, cfg: SftConfig) -> float:
@@ -254,13 +283,23 @@ def _lr_at(step: int, cfg: SftConfig) -> float:
     return o.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
-    """Run one warm-start and save the checkpoint (HF format) to `cfg.checkpoint_dir`."""
-    start = time.monotonic()
-    torch.set_num_threads(cfg.threads)
-    rng = random.Random(f"sft:{cfg.seed}")
+@dataclass
+class _Data:
+    """The warm-start data, encoded once and shared by every attempt."""
 
-    # --- data: demonstrations -> (ids, loss mask)
+    tokenizer: PreTrainedTokenizerBase
+    rows: list[tuple[list[int], list[int]]]  # after the shared prefix
+    prefix: torch.Tensor
+    tokens_per_batch: float
+    phases: list[tuple[int, list[int]]]
+    probe: ProbeBatches
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids, _ in self.rows]
+
+
+def _prepare(cfg: SftConfig) -> _Data:
     tokenizer = build_tokenizer()
     items, make = task_items(cfg)
     demos = _sample_demos(cfg, items, make)
@@ -269,26 +308,40 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     n_prefix = shared_prefix_length(rows)
     prefix = torch.tensor(rows[0][0][:n_prefix], dtype=torch.long)
     rows = [(ids[n_prefix:], mask[n_prefix:]) for ids, mask in rows]
-    lengths = [len(ids) for ids, _ in rows]
-    # labelled tokens of an average batch (the first token of each row is never a target)
-    tokens_per_batch = cfg.optim.batch_size * sum(sum(m[1:]) for _, m in rows) / len(rows)
-    phases = curriculum(cfg, demos, [difficulty[d.item_id] for d in demos])
+    return _Data(
+        tokenizer, rows, prefix,
+        # labelled tokens of an average batch (the first token of a row is never a target)
+        cfg.optim.batch_size * sum(sum(m[1:]) for _, m in rows) / len(rows),
+        curriculum(cfg, demos, [difficulty[d.item_id] for d in demos]),
+        probe_batches(tokenizer, cfg),
+    )
 
-    # --- model and optimizer
-    model = build_model(tokenizer, cfg.model, seed=cfg.seed)
+
+def init_seed(seed: int, attempt: int) -> int:
+    """The weight initialisation of attempt `attempt` (0: the first) of seed `seed`'s warm
+    start; the data and the batch order are the same for every attempt."""
+    return seed + INIT_SEED_STRIDE * attempt
+
+
+def _train_once(cfg: SftConfig, data: _Data, attempt: int, deadline: float,
+                progress: bool) -> tuple[PreTrainedModel, list[float]]:
+    """One run of `optim.max_steps` from the initialisation of `attempt` (or until
+    `deadline`); the trained model and its per-step losses."""
+    rng = random.Random(f"sft:{cfg.seed}")
+    phases = list(data.phases)
+    lengths = data.lengths
+    model = build_model(data.tokenizer, cfg.model, seed=init_seed(cfg.seed, attempt))
     model.train()
     optim = torch.optim.AdamW(
         model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
         betas=(0.9, cfg.optim.beta2),
     )
-    result = SftResult(cfg.checkpoint_dir, 0, n_parameters=n_parameters(model))
-
-    # --- loop: stop at max_steps (or at the optional wall-clock cap, with a warning)
-    deadline = start + 60 * (cfg.optim.max_minutes or math.inf)
+    losses: list[float] = []
     batches: list[list[int]] = []
-    bar = tqdm(total=cfg.optim.max_steps, desc=f"sft {cfg.task}", disable=not progress)
-    while result.steps < cfg.optim.max_steps and time.monotonic() < deadline:
-        if result.steps == phases[0][0]:
+    desc = f"sft {cfg.task}" + (f" (attempt {attempt + 1})" if attempt else "")
+    bar = tqdm(total=cfg.optim.max_steps, desc=desc, disable=not progress)
+    while (step := len(losses)) < cfg.optim.max_steps and time.monotonic() < deadline:
+        if step == phases[0][0]:
             phases.pop(0)
             batches = []  # next phase: batches from its own pool
         if not batches:
@@ -297,40 +350,78 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
                 [pool[j] for j in b]
                 for b in _batches([lengths[i] for i in pool], cfg.optim.batch_size, rng)
             ]
-        ids, attn, labels = collate([rows[i] for i in batches.pop()], tokenizer.pad_token_id)
+        ids, attn, labels = collate([data.rows[i] for i in batches.pop()],
+                                    data.tokenizer.pad_token_id)
         for group in optim.param_groups:
-            group["lr"] = _lr_at(result.steps, cfg)
-        logits = suffix_logits(model, prefix, ids, attn)
-        loss = masked_lm_loss(logits, labels, tokens_per_batch)
+            group["lr"] = _lr_at(step, cfg)
+        logits = suffix_logits(model, data.prefix, ids, attn)
+        loss = masked_lm_loss(logits, labels, data.tokens_per_batch)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optim.step()
-        result.steps += 1
-        result.losses.append(loss.item())
+        losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    if result.steps < cfg.optim.max_steps:
+    model.eval()
+    return model, losses
+
+
+def _probe_margin(probe: CopyProbe) -> float:
+    return min(probe.loss_by_difficulty.values(), default=0.0)
+
+
+def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
+    """Run one warm start and save the checkpoint (HF format) to `cfg.checkpoint_dir`.
+
+    A run whose copy probe fails is followed by another from a new initialisation, up to
+    `cfg.restarts` times; the first that copies is kept (else the one nearest to copying).
+    """
+    start = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    data = _prepare(cfg)
+    deadline = start + 60 * (cfg.optim.max_minutes or math.inf)
+    kept: tuple[PreTrainedModel, list[float], CopyProbe, int] | None = None
+    attempts: list[dict] = []
+    for attempt in range(cfg.restarts + 1):
+        model, losses = _train_once(cfg, data, attempt, deadline, progress)
+        probe = run_probe(model, data.probe)
+        attempts.append({"init_seed": init_seed(cfg.seed, attempt), "steps": len(losses),
+                         "copy_probe": probe.loss_by_difficulty, "copies": probe.copies})
+        if kept is None or _probe_margin(probe) < _probe_margin(kept[2]):
+            kept = (model, losses, probe, attempt)
+        if probe.copies or len(losses) < cfg.optim.max_steps:
+            break  # it copies, or the wall-clock cap ended it
+        if attempt < cfg.restarts:
+            log.warning("the warm start from init seed %d has not learnt to copy (copy "
+                        "probe: %s; at most %s needed on one): training again from init seed "
+                        "%d (restart %d of %d)", init_seed(cfg.seed, attempt), probe.losses(),
+                        COPY_LOSS_MAX, init_seed(cfg.seed, attempt + 1), attempt + 1,
+                        cfg.restarts)
+    model, losses, probe, attempt = kept
+    if len(losses) < cfg.optim.max_steps:
         log.warning("sft stopped by its %.1f-minute cap after %d of %d steps: this warm start "
-                    "depends on the machine's load", cfg.optim.max_minutes, result.steps,
+                    "depends on the machine's load", cfg.optim.max_minutes, len(losses),
                     cfg.optim.max_steps)
+    if not probe.copies:
+        log.warning("%s", probe.verdict())
 
     # --- save: weights + tokenizer in HF format, and what produced them
-    model.eval()
-    save_policy(model, tokenizer, result.checkpoint)
+    result = SftResult(cfg.checkpoint_dir, len(losses), losses, n_parameters=n_parameters(model),
+                       probe=probe, attempts=attempts, init_seed=init_seed(cfg.seed, attempt))
+    save_policy(model, data.tokenizer, result.checkpoint)
     result.wall_s = time.monotonic() - start
-    result.probe = copy_probe(model, tokenizer, cfg)
-    if not result.probe.copies:
-        log.warning("%s", result.probe.verdict())
     meta = {
         "config": cfg.model_dump(mode="json"),
         "steps": result.steps,
-        "final_loss": sum(result.losses[-20:]) / max(1, len(result.losses[-20:])),
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "wall_s": result.wall_s,
         "n_parameters": result.n_parameters,
-        "copy_probe": result.probe.loss_by_difficulty,
-        "copies": result.probe.copies,
+        "init_seed": result.init_seed,
+        "copy_probe": probe.loss_by_difficulty,
+        "copies": probe.copies,
+        "attempts": attempts,
     }
     (result.checkpoint / "testbed_sft.json").write_text(json.dumps(meta, indent=2))
     return result

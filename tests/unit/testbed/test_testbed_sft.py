@@ -14,10 +14,12 @@ from paretopo.testbed import calc
 from paretopo.testbed.config import SftConfig, load_sft_config
 from paretopo.testbed.model import ModelConfig, build_model
 from paretopo.testbed.sft import (
+    INIT_SEED_STRIDE,
     build_demos,
     collate,
     curriculum,
     encode_demo,
+    init_seed,
     is_ideal,
     masked_lm_loss,
     shared_prefix_length,
@@ -37,6 +39,7 @@ def test_shipped_configs_parse():
         # a step budget, not a clock: the same warm start whatever the machine's load
         assert cfg.optim.max_minutes is None and cfg.threads == 1
         assert cfg.optim.max_steps <= 2500  # about 4.5 minutes on the 2-core machine
+        assert cfg.restarts <= 1  # a restart is one more whole run in the demo's budget
 
 
 def test_learning_rate_depends_on_the_step_alone():
@@ -155,3 +158,34 @@ def test_shared_prefix_stops_before_the_first_label():
     rows = [([5, 6, 7, 8], [0, 0, 1, 1]), ([5, 6, 7, 9], [0, 0, 0, 1])]
     assert shared_prefix_length(rows) == 1  # token 7 of row 0 is a label: its logit is at 1
     assert shared_prefix_length([([5, 6], [0, 1]), ([4, 6], [0, 1])]) == 0
+
+
+def _tiny_sft(tmp_path, restarts: int) -> SftConfig:
+    return SftConfig(
+        task="calc", seed=3, out_dir=tmp_path / f"ckpt-{restarts}", restarts=restarts,
+        demos={"n_demos": 60, "n_items": 60},
+        optim={"batch_size": 4, "max_steps": 12, "warmup_steps": 2, "skills_steps": 4},
+        model={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+               "num_attention_heads": 2, "num_key_value_heads": 1},
+    )
+
+
+def test_a_warm_start_that_does_not_copy_is_trained_again_from_another_init(tmp_path):
+    """12 steps of a tiny model never copy: with one restart there are two whole runs, the
+    first of them the very run made without restarts, and the one nearest to copying is kept."""
+    alone = train_sft(_tiny_sft(tmp_path, restarts=0), progress=False)
+    result = train_sft(_tiny_sft(tmp_path, restarts=1), progress=False)
+    assert [a["init_seed"] for a in alone.attempts] == [3]
+    assert [a["init_seed"] for a in result.attempts] == [3, 3 + INIT_SEED_STRIDE]
+    assert all(a["steps"] == 12 and not a["copies"] for a in result.attempts)
+    assert result.attempts[0] == alone.attempts[0]  # the first run is unchanged by restarts
+    nearest = min(result.attempts, key=lambda a: min(a["copy_probe"].values()))
+    assert result.init_seed == nearest["init_seed"]
+    assert result.probe.loss_by_difficulty == nearest["copy_probe"]
+    meta = json.loads((tmp_path / "ckpt-1" / "testbed_sft.json").read_text())
+    assert meta["init_seed"] == result.init_seed and meta["attempts"] == result.attempts
+    assert meta["steps"] == 12 and not meta["copies"]
+
+
+def test_init_seeds_of_restarts_differ_from_the_first_run():
+    assert init_seed(1, 0) == 1 and init_seed(1, 1) == 1 + INIT_SEED_STRIDE
