@@ -51,8 +51,13 @@ class CopyProbe:
     loss_by_difficulty: dict[str, float]
 
     @property
+    def best_loss(self) -> float:
+        """The lowest loss over the difficulties: how near the policy is to copying."""
+        return min(self.loss_by_difficulty.values(), default=0.0)
+
+    @property
     def copies(self) -> bool:
-        return min(self.loss_by_difficulty.values(), default=0.0) <= COPY_LOSS_MAX
+        return self.best_loss <= COPY_LOSS_MAX
 
     def losses(self) -> str:
         return ", ".join(f"{k} {v:.3f}" for k, v in self.loss_by_difficulty.items())
@@ -78,10 +83,6 @@ class SftResult:
     #: {"init_seed", "steps", "copy_probe", "copies"}; the kept one's init seed.
     attempts: list[dict] = field(default_factory=list)
     init_seed: int = 0
-    #: Ideal-only steps past `skills_steps` (`optim.skills_extra_steps`), and the probes that
-    #: decided them: `{"step": ..., difficulty: loss, ...}`.
-    held_steps: int = 0
-    skills_probes: list[dict] = field(default_factory=list)
 
 
 def task_items(cfg: SftConfig, split: Split = Split.TRAIN) -> tuple[list, Callable]:
@@ -368,10 +369,6 @@ def _train_once(cfg: SftConfig, data: _Data, attempt: int, deadline: float,
     return model, losses
 
 
-def _probe_margin(probe: CopyProbe) -> float:
-    return min(probe.loss_by_difficulty.values(), default=0.0)
-
-
 def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     """Run one warm start and save the checkpoint (HF format) to `cfg.checkpoint_dir`.
 
@@ -389,7 +386,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
         probe = run_probe(model, data.probe)
         attempts.append({"init_seed": init_seed(cfg.seed, attempt), "steps": len(losses),
                          "copy_probe": probe.loss_by_difficulty, "copies": probe.copies})
-        if kept is None or _probe_margin(probe) < _probe_margin(kept[2]):
+        if kept is None or probe.best_loss < kept[2].best_loss:
             kept = (model, losses, probe, attempt)
         if probe.copies or len(losses) < cfg.optim.max_steps:
             break  # it copies, or the wall-clock cap ended it
