@@ -109,12 +109,19 @@ class DemoReport:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def warm_start(task: str, model: Path | None, seed: int) -> Path:
-    """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent)."""
+def warm_start(task: str, model: Path | None, seed: int,
+               on_warning: Callable[[str], None] = lambda s: None) -> Path:
+    """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent or
+    trained on an earlier version of the task's items)."""
+    from paretopo.testbed.sft import trained_on_current_items
+
     path = model or Path("runs/warm") / (task if seed == 0 else f"{task}-seed{seed}")
     if (path / "model.safetensors").is_file():
-        return path
-    if model is not None:
+        if model is not None or trained_on_current_items(path, task):
+            return path
+        on_warning(f"{path} was trained on an earlier version of the {task} items: "
+                   "training the warm start again")
+    elif model is not None:
         raise FileNotFoundError(f"no checkpoint in {model} (expected model.safetensors); "
                                 f"make one with `paretopo sft --task {task} --out {model}`")
     from paretopo.testbed.config import load_sft_config
@@ -265,7 +272,7 @@ def run_demo(
     caller stops it, or keeps it up for the page)."""
     started = time.monotonic()
     on_phase("warm start")
-    model = warm_start(opts.task, opts.model, opts.seed)
+    model = warm_start(opts.task, opts.model, opts.seed, on_warning)
     on_phase("starting the services")
     stack_state, stack = _ensure_stack(opts)
     try:

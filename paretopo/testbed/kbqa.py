@@ -105,6 +105,9 @@ class World:
         return out
 
 
+#: The generation of the items a seed gives (see `calc.ITEMS_VERSION`).
+ITEMS_VERSION = 1
+
 _ONSETS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 #: Syllables per name word: 70^3 = 343,000 possible words of exactly six letters.

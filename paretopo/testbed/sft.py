@@ -28,6 +28,7 @@ from paretopo.testbed.demos import Demo, Strategy, calc_demo, kbqa_demo, sample_
 from paretopo.testbed.model import build_model, n_parameters
 from paretopo.testbed.prompts import TaskName
 from paretopo.testbed.splits import Split
+from paretopo.testbed.tasks import items_version
 from paretopo.testbed.tokenizer import build_tokenizer
 from paretopo.testbed.tools import LexicalIndex
 
@@ -83,6 +84,19 @@ class SftResult:
     #: {"init_seed", "steps", "copy_probe", "copies"}; the kept one's init seed.
     attempts: list[dict] = field(default_factory=list)
     init_seed: int = 0
+
+
+#: What a warm start records next to its weights.
+SFT_RECORD = "testbed_sft.json"
+
+
+def trained_on_current_items(checkpoint: Path, task: TaskName | str) -> bool:
+    """Whether the warm start in `checkpoint` learnt from the items `task` generates today
+    (a record without a version predates `items_version`: version 1)."""
+    record = checkpoint / SFT_RECORD
+    if not record.is_file():
+        return False
+    return json.loads(record.read_text()).get("items_version", 1) == items_version(task)
 
 
 def task_items(cfg: SftConfig, split: Split = Split.TRAIN) -> tuple[list, Callable]:
@@ -419,6 +433,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
         "copy_probe": probe.loss_by_difficulty,
         "copies": probe.copies,
         "attempts": attempts,
+        "items_version": items_version(cfg.task),
     }
-    (result.checkpoint / "testbed_sft.json").write_text(json.dumps(meta, indent=2))
+    (result.checkpoint / SFT_RECORD).write_text(json.dumps(meta, indent=2))
     return result

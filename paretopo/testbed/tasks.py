@@ -36,6 +36,11 @@ def load_items(
     return list(kbqa.generate(split, n, seed=seed))
 
 
+def items_version(task: TaskName | str) -> int:
+    """The generation of `task`'s items: a checkpoint trained on another one is stale."""
+    return calc.ITEMS_VERSION if TaskName(task) is TaskName.CALC else kbqa.ITEMS_VERSION
+
+
 def is_correct(task: TaskName | str, prediction: str | None, item: Item) -> bool:
     """r_acc: math equivalence for `calc` (the paper's math grader), normalised exact match
     for `kbqa` (its QA grader)."""

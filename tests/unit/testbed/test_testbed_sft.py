@@ -25,7 +25,9 @@ from paretopo.testbed.sft import (
     shared_prefix_length,
     suffix_logits,
     train_sft,
+    trained_on_current_items,
 )
+from paretopo.testbed.tasks import items_version
 from paretopo.testbed.tokenizer import build_tokenizer
 
 CONFIGS = sorted((Path(__file__).parents[3] / "configs" / "testbed").glob("*.yaml"))
@@ -83,6 +85,8 @@ def test_short_sft_lowers_the_loss(task, tmp_path):
     assert sum(last) / 5 < sum(first) / 5 - 1.0
     meta = json.loads((tmp_path / "ckpt" / "testbed_sft.json").read_text())
     assert meta["steps"] == 40 and meta["config"]["task"] == task
+    assert meta["items_version"] == items_version(task)
+    assert trained_on_current_items(tmp_path / "ckpt", task)
     model, tokenizer = load_policy(tmp_path / "ckpt")
     assert model.config.hidden_size == 64
     assert tokenizer.convert_tokens_to_ids("</answer>") != tokenizer.unk_token_id
