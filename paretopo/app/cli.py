@@ -139,8 +139,11 @@ def evaluate(
             executor=services.executor() if "python" in the_task.tools else None,
             search=services.search(f"testbed-{task}") if "search" in the_task.tools else None)
         with tqdm(total=len(items), desc=f"testbed-{task} (k = {samples})", unit="q") as bar:
-            report = evaluate_items(f"testbed-{task}", the_task, items, settings,
-                                    on_done=lambda _: bar.update(1))
+            try:
+                report = evaluate_items(f"testbed-{task}", the_task, items, settings,
+                                        on_done=lambda _: bar.update(1))
+            finally:
+                the_task.close()  # its grader's child process
     target = the_task.ideal(split, n, seed=seed)
     for item in report.items[:show]:
         typer.echo(f"--- {item.id} golds={item.golds} answers={item.answers} "

@@ -1,0 +1,37 @@
+"""The testbed's grader answers every model answer in bounded time, from any thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from paretopo.tasks import get_task
+
+# What the calc warm start once answered: sympy computes this factorial for good, and math-verify's
+# own time limit (SIGALRM) never fires outside the main thread. It hung `paretopo testbed eval`.
+RUNAWAY_ANSWER = "77162211771!"
+
+
+def test_a_runaway_answer_is_wrong_within_the_time_limit_from_a_worker_thread():
+    task = get_task("calc")
+    item = task.items("validation", 1)[0]
+    try:
+        assert task.grade(item, item.answer)  # starts the grader's child outside the timing
+        verdicts: list[bool] = []
+        worker = threading.Thread(target=lambda: verdicts.append(task.grade(item, RUNAWAY_ANSWER)),
+                                  daemon=True)
+        start = time.monotonic()
+        worker.start()
+        worker.join(timeout=60)
+        assert verdicts == [False], "the grade never came back"
+        assert time.monotonic() - start < 30
+        assert task.grade(item, item.answer) and not task.grade(item, None)  # still grading
+    finally:
+        task.close()
+
+
+def test_kbqa_grades_by_exact_match_without_a_child_process():
+    task = get_task("kbqa")
+    item = task.items("validation", 1)[0]
+    assert task.grade(item, item.answer) and not task.grade(item, item.answer + "x")
+    assert task._grader is None
