@@ -2,19 +2,16 @@
 
 Three difficulty levels (the share of each is a generator argument):
 
-- `easy`: a five-digit number and a neutral element (`38142 + 0`, `1 * 38142`, `38142 - 0`).
-  The answer is the number itself, which the policy can copy from the question without any
-  tool, and the tool gives the same answer: a call here is optional, so the ideal agent makes
-  none (`min_calls = 0`) and an agent rewarded for accuracy alone has no reason to stop making
-  one.
+- `easy`: one one-digit operation (`7 + 5`, `9 - 4`, `6 * 8`). A small model
+  answers these in its head; the ideal agent calls no tool (`min_calls = 0`).
 - `hard`: a three-digit by two-digit product followed by two additions/subtractions
   (`347 * 28 - 519 + 266`). No small model does this in its head; one correct
   `<python>print(...)</python>` call solves it (`min_calls = 1`).
 - `multistep`: the same arithmetic phrased as two steps (`Let x = 347 * 28. What is x - 519?`).
   It tempts one call per step, but one call that computes both is enough (`min_calls = 1`).
 
-Every number has a fixed width within its level (five digits in easy items; three digits, two,
-then three and three in the others) and every answer has exactly five digits, so
+Every number has a fixed width within its level (one digit in easy items; three digits, two,
+then three and three in the others) and hard/multistep answers have exactly five digits, so
 every copy the policy makes (question -> code, tool output -> answer) spans a fixed distance in
 characters. The character-level testbed policy learns such fixed-offset copying in minutes on
 a CPU; with free widths it would need content-addressed copying of a 10-symbol alphabet, which
@@ -32,12 +29,12 @@ from enum import StrEnum
 
 from paretopo.testbed.splits import Split, item_id, split_of
 
-#: Digits of every answer.
+#: Digits of every hard and multistep answer.
 ANSWER_DIGITS = 5
 
 #: The generation of the items a seed gives; raised whenever they change, so that a warm start
-#: trained on other items is not reused silently (2: easy items are x + 0 and the like).
-ITEMS_VERSION = 2
+#: trained on other items is not reused silently (`paretopo.testbed.sft.trained_on_current_items`).
+ITEMS_VERSION = 1
 
 
 class CalcDifficulty(StrEnum):
@@ -83,15 +80,15 @@ class CalcItem:
         return (self.answer,)
 
 
-#: The easy forms: the number `x` with an element that leaves it unchanged.
-_NEUTRAL_FORMS = ("{x} + 0", "0 + {x}", "{x} - 0", "{x} * 1", "1 * {x}")
-
-
 def _easy(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
-    x = rng.randint(10_000, 99_999)
-    expr = rng.choice(_NEUTRAL_FORMS).format(x=x)
-    # x + 0 and 0 + x (likewise * 1) are one question for the split: no commuted leak.
-    canon = expr if " - " in expr else f"{x} {'+' if '+' in expr else '*'}"
+    op = rng.choice("+-*")
+    # One-digit operands: 165 distinct questions, all within what a small model learns by heart.
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
+    if op == "-" and a < b:
+        a, b = b, a  # keep easy answers non-negative
+    expr = f"{a} {op} {b}"
+    # a + b and b + a (likewise *) are the same question for the split: no commuted leak.
+    canon = f"{min(a, b)} {op} {max(a, b)}" if op in "+*" else expr
     return f"What is {expr}?", expr, (expr,), canon
 
 
@@ -114,9 +111,9 @@ def _multistep(rng: random.Random) -> tuple[str, str, tuple[str, ...], str]:
     return question, f"{product} {tail}", (product, f"x {tail}"), f"{product} {tail}"
 
 
-def _learnable(answer: str) -> bool:
-    """Every answer has exactly five digits (see the module docstring)."""
-    return len(answer) == ANSWER_DIGITS
+def _learnable(level: CalcDifficulty, answer: str) -> bool:
+    """Hard and multistep answers have exactly five digits (see the module docstring)."""
+    return level is CalcDifficulty.EASY or len(answer) == ANSWER_DIGITS
 
 
 _MAKERS = {
@@ -133,7 +130,11 @@ def generate(
     seed: int = 0,
     mix: dict[CalcDifficulty, float] | None = None,
 ) -> list[CalcItem]:
-    """`n` distinct items of one split, deterministic in (`split`, `n`, `seed`, `mix`)."""
+    """`n` distinct items of one split, deterministic in (`split`, `n`, `seed`, `mix`).
+
+    Easy questions are few (165 distinct ones over all splits), so a split may hold fewer easy
+    items than `mix` asks for; the generator then stops drawing them instead of looping.
+    """
     split = Split(split)
     weights = mix or DEFAULT_MIX
     levels = [CalcDifficulty(k) for k in weights]
@@ -146,7 +147,7 @@ def generate(
         question, expr, steps, canon = _MAKERS[level](rng)
         canon = f"calc:{level}:{canon}"
         answer = str(eval(expr, {"__builtins__": {}}))  # our own arithmetic, never model text
-        if canon in seen or split_of(canon) != split or not _learnable(answer):
+        if canon in seen or split_of(canon) != split or not _learnable(level, answer):
             misses += 1
             continue
         seen.add(canon)

@@ -19,13 +19,13 @@ import pytest
 
 PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
 
-# A short warm start on ideal demonstrations, nine in ten of them easy items (`38142 + 0`:
-# the answer is copied from the question), so that training trajectories succeed and set n*.
-# The demo trains on the first 40 training items, about 15 of them easy: 4 steps x 8 prompts
-# x G = 8 then hold several successes. A step budget (1,500 steps, about a minute on one
-# thread), not a wall-clock one, so that a busy machine gets the same warm start. (A warm
-# start on the plain strategy mix, right on ~2 % of samples over the whole split, once set no
-# n* at all in CI; one cut at 1.5 minutes under load did not learn to copy.)
+# A short warm start on ideal demonstrations, nine in ten of them one-digit questions: the
+# policy answers about a quarter of those right when sampling (measured), so training
+# trajectories succeed and set n*. The demo trains on the first 40 training items, 16 of
+# them one-digit questions (the whole split has 7 %): 4 steps x 8 prompts x G = 8 then hold
+# several successes. (A warm start on the plain strategy mix, right on ~2 % of samples over
+# the whole split, once set no n* at all in CI.) A step budget on one thread (about a minute),
+# not a wall-clock cap, so that a busy machine gets the same warm start.
 TINY_SFT = """\
 task: calc
 seed: 0

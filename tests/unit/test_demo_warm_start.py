@@ -21,11 +21,13 @@ def _checkpoint(path, version: int | None) -> None:
 
 def test_the_record_says_which_items_a_warm_start_learnt_from(tmp_path):
     _checkpoint(tmp_path / "now", items_version("calc"))
+    _checkpoint(tmp_path / "other", items_version("calc") + 1)
     _checkpoint(tmp_path / "unversioned", None)  # made before the version existed: version 1
     assert sft.trained_on_current_items(tmp_path / "now", "calc")
-    assert not sft.trained_on_current_items(tmp_path / "unversioned", "calc")
-    assert sft.trained_on_current_items(tmp_path / "unversioned", "kbqa") == (
-        items_version("kbqa") == 1)
+    assert not sft.trained_on_current_items(tmp_path / "other", "calc")
+    for task in ("calc", "kbqa"):
+        assert sft.trained_on_current_items(tmp_path / "unversioned", task) == (
+            items_version(task) == 1)
     assert not sft.trained_on_current_items(tmp_path / "absent", "calc")
 
 
@@ -39,7 +41,7 @@ def trainings(monkeypatch, tmp_path):
 
 
 def test_a_stale_default_warm_start_is_trained_again(tmp_path, trainings):
-    _checkpoint(tmp_path / "runs/warm/calc", items_version("calc") - 1)
+    _checkpoint(tmp_path / "runs/warm/calc", items_version("calc") + 1)
     warnings: list[str] = []
     path = demo.warm_start("calc", None, 0, warnings.append)
     assert trainings == [path] and "earlier version of the calc items" in warnings[0]
