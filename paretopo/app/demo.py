@@ -112,14 +112,14 @@ class DemoReport:
 def warm_start(task: str, model: Path | None, seed: int,
                on_warning: Callable[[str], None] = lambda s: None) -> Path:
     """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent or
-    trained on an earlier version of the task's items)."""
+    trained on another version of the task's items)."""
     from paretopo.testbed.sft import trained_on_current_items
 
     path = model or Path("runs/warm") / (task if seed == 0 else f"{task}-seed{seed}")
     if (path / "model.safetensors").is_file():
         if model is not None or trained_on_current_items(path, task):
             return path
-        on_warning(f"{path} was trained on an earlier version of the {task} items: "
+        on_warning(f"{path} was trained on another version of the {task} items: "
                    "training the warm start again")
     elif model is not None:
         raise FileNotFoundError(f"no checkpoint in {model} (expected model.safetensors); "

@@ -44,7 +44,7 @@ def test_a_stale_default_warm_start_is_trained_again(tmp_path, trainings):
     _checkpoint(tmp_path / "runs/warm/calc", items_version("calc") + 1)
     warnings: list[str] = []
     path = demo.warm_start("calc", None, 0, warnings.append)
-    assert trainings == [path] and "earlier version of the calc items" in warnings[0]
+    assert trainings == [path] and "another version of the calc items" in warnings[0]
 
 
 def test_a_current_default_warm_start_is_reused(tmp_path, trainings):
