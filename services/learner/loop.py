@@ -324,14 +324,16 @@ class Learner:
         self.timings["queue"] = self.queue.queue_s - queue_before
         metrics = self._metrics(groups, acc, rewards, stats, len(groups) - len(kept), stale,
                                 lag, evaluated, time.perf_counter() - t0,
-                                tool_outage=int(outage.sum()))
+                                tool_outage=int(outage.sum()),
+                                advantage_abs=float(adv[keep].abs().mean()) if kept else 0.0)
         self.sink.record(metrics, self.config.algorithm.objectives)
         if self.state.step % self.config.checkpoint_every == 0:
             self.save()
         return metrics
 
     def _metrics(self, groups, acc, rewards, stats: UpdateStats, dropped: int, stale: int,
-                 lag: int, evaluated, step_s: float, *, tool_outage: int = 0) -> StepMetrics:
+                 lag: int, evaluated, step_s: float, *, tool_outage: int = 0,
+                 advantage_abs: float = 0.0) -> StepMetrics:
         alg = self.config.algorithm
         means = rewards.mean(dim=(0, 1)).tolist()
         self.state.elapsed_s += step_s
@@ -342,7 +344,8 @@ class Learner:
             r_tool=means[alg.objectives.index("tool_efficiency")],
             objectives=dict(zip(alg.objectives, means, strict=True)), loss=stats.loss,
             clip_fraction=stats.clip_fraction, approx_kl=stats.approx_kl,
-            entropy=stats.entropy, grad_norm=stats.grad_norm, groups=len(groups),
+            entropy=stats.entropy, grad_norm=stats.grad_norm, advantage_abs=advantage_abs,
+            groups=len(groups),
             groups_dropped=dropped, groups_stale=stale, groups_tool_outage=tool_outage,
             max_lag=lag, tokens=stats.tokens,
             weights=list(self.state.weights), rho=self.state.rho,

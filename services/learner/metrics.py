@@ -36,6 +36,9 @@ class StepMetrics(BaseModel):
     approx_kl: float
     entropy: float
     grad_norm: float
+    advantage_abs: float = Field(
+        0.0, description="Mean |A| over the trajectories trained on (0 when none): the scale "
+        "of the update's signal, which differs between Stage 1 and Stage 2 (docs/learner.md).")
     groups: int = Field(description="Groups consumed this step.")
     groups_dropped: int = Field(description="Groups with all-zero advantages (dynamic sampling).")
     groups_stale: int = Field(description="Groups dropped for lagging beyond max_staleness.")
@@ -77,7 +80,9 @@ class MetricsSink:
             ("policy_version", "Last published version"), ("em", "Training EM"),
             ("tool_calls", "Mean tool calls"), ("r_tool", "Mean r_tool"), ("loss", "Loss"),
             ("clip_fraction", "Clip fraction"), ("approx_kl", "Approximate KL"),
-            ("entropy", "Token entropy"), ("rho", "rho (Eq. 6)"),
+            ("entropy", "Token entropy"), ("grad_norm", "Pre-clip gradient norm"),
+            ("advantage_abs", "Mean |advantage| of the trained trajectories"),
+            ("rho", "rho (Eq. 6)"),
             ("hypervolume", "Archive hypervolume"), ("step_seconds", "Step wall time"))}
         self.weight = Gauge("learner_weight", "Stage-1 weight", ["objective"], registry=r)
         self.timing = Gauge("learner_step_phase_seconds", "Step time by phase", ["phase"],
@@ -104,7 +109,8 @@ class MetricsSink:
         values = {"step": m.step, "stage": m.stage, "policy_version": m.policy_version,
                   "em": m.em, "tool_calls": m.tool_calls, "r_tool": m.r_tool, "loss": m.loss,
                   "clip_fraction": m.clip_fraction, "approx_kl": m.approx_kl,
-                  "entropy": m.entropy, "rho": m.rho, "hypervolume": m.hypervolume,
+                  "entropy": m.entropy, "grad_norm": m.grad_norm,
+                  "advantage_abs": m.advantage_abs, "rho": m.rho, "hypervolume": m.hypervolume,
                   "step_seconds": m.step_s}
         for name, value in values.items():
             self.gauges[name].set(value)

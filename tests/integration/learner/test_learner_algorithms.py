@@ -44,6 +44,9 @@ def test_algorithm_runs_end_to_end(stack, tiny_policy, tmp_path, algorithm: str)
     trained = sum(m.groups - m.groups_dropped for m in seen)
     updates = [m for m in seen if m.tokens > 0]
     assert summary.policy_version == len(updates)  # one published version per update
+    # The update's signal scale is logged: positive when something was trained, else 0.
+    assert all(m.advantage_abs > 0 for m in updates)
+    assert all(m.advantage_abs == 0 for m in seen if m.groups_dropped == m.groups)
     if algorithm not in ("grpo", "otc_grpo"):  # these read accuracy only: r_acc is all 0 here
         assert trained > 0 and updates
         assert version_dir(config.policy_root, summary.policy_version).is_dir()
@@ -91,7 +94,8 @@ def test_validation_samples_the_policy_reproducibly_and_metrics_reach_tensorboar
     board = EventAccumulator(str(config.tensorboard_dir))
     board.Reload()
     tags = set(board.Tags()["scalars"])
-    assert {"train/em", "train/approx_kl", "validation/em", "weights/accuracy"} <= tags
+    assert {"train/em", "train/approx_kl", "train/advantage_abs", "validation/em",
+            "weights/accuracy"} <= tags
 
 
 def test_unknown_results_and_other_runs_do_not_mix(stack, tiny_policy, tmp_path) -> None:
