@@ -193,3 +193,24 @@ def test_a_warm_start_that_does_not_copy_is_trained_again_from_another_init(tmp_
 
 def test_init_seeds_of_restarts_differ_from_the_first_run():
     assert init_seed(1, 0) == 1 and init_seed(1, 1) == 1 + INIT_SEED_STRIDE
+
+
+def test_a_warm_start_is_a_function_of_its_seed(tmp_path):
+    """Two runs of one config give the same weights bit for bit, and another seed other
+    weights: the step budget, one thread and seeded data make the warm start reproducible."""
+    from safetensors.torch import load_file
+
+    def weights(seed: int, out: str) -> dict[str, torch.Tensor]:
+        cfg = SftConfig(task="calc", seed=seed, out_dir=tmp_path / out, restarts=0,
+                        demos={"n_demos": 64, "n_items": 64},
+                        optim={"batch_size": 4, "max_steps": 12, "warmup_steps": 2},
+                        model={"hidden_size": 32, "intermediate_size": 64,
+                               "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "num_key_value_heads": 1})
+        train_sft(cfg, progress=False)
+        return load_file(tmp_path / out / "model.safetensors")
+
+    first, again, other = weights(0, "a"), weights(0, "b"), weights(1, "c")
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
