@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from paretopo.agent_formats import ToolFormat, tool_format
-from paretopo.datasets.records import DatasetError, Record
+from paretopo.datasets.records import DatasetError, Record, TaskKind
 from paretopo.testbed.tasks import IdealPoint
 from paretopo.testbed.tools import SEARCH_TOP_K
 
@@ -104,11 +104,13 @@ class TestbedTask(Task):
         self.tools = frozenset({"python" if name == "calc" else "search"})
         self.template_name = f"testbed-{name}"
         self.search_top_k = SEARCH_TOP_K
-        self._grader: Any = None  # started on first use: most testbed tasks never grade
+        self.kind = TaskKind.MATH if name == "calc" else TaskKind.QA
+        self._grader: Any = None  # made on first use: most testbed tasks never grade
 
     def _bounded_grader(self) -> Any:
         # A model's answer such as "77162211771!" keeps sympy busy for good, and outside the
-        # main thread math-verify's own time limit never fires: compare in a child process.
+        # main thread math-verify's own time limit never fires: math is compared in a child
+        # process (started on the first math comparison; QA never starts it).
         from paretopo.graders import Grader
 
         if self._grader is None:
@@ -126,13 +128,10 @@ class TestbedTask(Task):
         return render_prompt(self.name, question)  # the raw prompt the tiny policy learned
 
     def grade(self, item: Any, answer: str | None) -> bool:
-        """The testbed's r_acc (`paretopo.testbed.tasks.is_correct`), with calc's math
-        comparison under a hard time limit from any thread (`paretopo.graders.MathGrader`)."""
-        from paretopo.testbed.tasks import is_correct
-
-        if self.name != "calc" or answer is None:
-            return is_correct(self.name, answer, item)
-        return self._bounded_grader().check(answer, self.golds(item), "math").correct
+        """The testbed's r_acc through `paretopo.graders.Grader`, as the benchmarks grade:
+        calc by math equivalence under a hard time limit from any thread, kbqa by normalised
+        exact match."""
+        return self._bounded_grader().check(answer, self.golds(item), self.kind).correct
 
     def close(self) -> None:
         if self._grader is not None:
@@ -177,7 +176,6 @@ class BenchmarkTask(Task):
 
     def _default_template(self) -> str:
         """The benchmark's own template; for a file, by the kind of its first record."""
-        from paretopo.datasets.records import TaskKind
         from paretopo.datasets.registry import BENCHMARKS, load_benchmark
 
         known = BENCHMARKS.get(self.name)

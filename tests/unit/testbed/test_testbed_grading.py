@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 from paretopo.tasks import get_task
 
@@ -30,8 +32,41 @@ def test_a_runaway_answer_is_wrong_within_the_time_limit_from_a_worker_thread():
         task.close()
 
 
+def grade_workers() -> list[int]:
+    """Pids of this process's math-grading children."""
+    me = str(os.getpid())
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:  # not a process, or it ended while we looked
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == me and b"_grade_worker" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 def test_kbqa_grades_by_exact_match_without_a_child_process():
     task = get_task("kbqa")
     item = task.items("validation", 1)[0]
-    assert task.grade(item, item.answer) and not task.grade(item, item.answer + "x")
-    assert task._grader is None
+    before = grade_workers()
+    try:
+        assert task.grade(item, item.answer) and not task.grade(item, item.answer + "x")
+        assert not task.grade(item, None)
+        assert grade_workers() == before  # QA needs no math child
+    finally:
+        task.close()
+
+
+def test_calc_grading_starts_one_child_and_close_stops_it():
+    task = get_task("calc")
+    item = task.items("validation", 1)[0]
+    before = set(grade_workers())
+    assert task.grade(item, item.answer)
+    assert len(set(grade_workers()) - before) == 1
+    task.close()
+    deadline = time.monotonic() + 10
+    while set(grade_workers()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(grade_workers()) - before
