@@ -2,8 +2,8 @@
 the tiny CPU policy through the same path as the paper's benchmarks.
 
 Records come from the task generators (`paretopo.testbed.tasks.load_items`, validation split,
-world seed 0 unless asked otherwise); `calc` is graded as math, `kbqa` as QA, which is what
-the testbed's own `is_correct` does.
+world seed 0 unless asked otherwise); `calc` is graded as math, `kbqa` as QA, as
+`paretopo.tasks.TestbedTask.grade` grades them in training.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
-from paretopo.answers import exact_match, math_equal
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.calc import CalcItem
 from paretopo.testbed.kbqa import KbqaItem
@@ -39,14 +38,6 @@ def load_items(
 def items_version(task: TaskName | str) -> int:
     """The generation of `task`'s items: a checkpoint trained on another one is stale."""
     return calc.ITEMS_VERSION if TaskName(task) is TaskName.CALC else kbqa.ITEMS_VERSION
-
-
-def is_correct(task: TaskName | str, prediction: str | None, item: Item) -> bool:
-    """r_acc: math equivalence for `calc` (the paper's math grader), normalised exact match
-    for `kbqa` (its QA grader)."""
-    if TaskName(task) is TaskName.CALC:
-        return math_equal(prediction, item.answer)
-    return exact_match(prediction, item.golds) == 1.0
 
 
 def search_index(seed: int = 0) -> LexicalIndex:

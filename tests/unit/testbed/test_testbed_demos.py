@@ -9,15 +9,25 @@ from functools import partial
 import pytest
 
 from paretopo.core.rewards import tool_efficiency
+from paretopo.tasks import TestbedTask
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.demos import Strategy, calc_demo, kbqa_demo, sample_demos
 from paretopo.testbed.kbqa import Passage
 from paretopo.testbed.prompts import ANSWER_OPEN, PYTHON_OPEN, SEARCH_OPEN, render_prompt
 from paretopo.testbed.sft import encode_demo
 from paretopo.testbed.splits import Split
-from paretopo.testbed.tasks import ideal_point, is_correct, load_items
+from paretopo.testbed.tasks import ideal_point, load_items
 from paretopo.testbed.tokenizer import build_tokenizer
 from paretopo.testbed.tools import LexicalIndex, format_information, format_output, run_python
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """r_acc as training computes it: `TestbedTask.grade`, one grader per task."""
+    tasks = {name: TestbedTask(name) for name in ("calc", "kbqa")}
+    yield lambda task, answer, item: tasks[task].grade(item, answer)
+    for task in tasks.values():
+        task.close()
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +61,13 @@ def test_calc_demos_replay_through_a_fresh_interpreter():
             assert format_output(run_python(call.request)) == call.response, call.request
 
 
-def test_calc_demo_answers_are_right_exactly_where_they_should_be():
+def test_calc_demo_answers_are_right_exactly_where_they_should_be(graded):
     items = {i.id: i for i in calc.generate(Split.TRAIN, 60, seed=5)}
     for demo in _all_strategies_calc():
         item = items[demo.item_id]
         should_be_right = demo.strategy is not Strategy.DIRECT or item.min_calls == 0
         assert demo.correct == should_be_right
-        assert is_correct("calc", demo.answer, item) == should_be_right
+        assert graded("calc", demo.answer, item) == should_be_right
         expected_calls = {Strategy.DIRECT: 0, Strategy.MINIMAL: 1}.get(demo.strategy)
         if demo.strategy is Strategy.EXTRA:
             expected_calls = item.min_calls + 1
@@ -67,7 +77,7 @@ def test_calc_demo_answers_are_right_exactly_where_they_should_be():
             assert demo.answer == run_python(demo.calls[-1].request).stdout.strip()
 
 
-def test_kbqa_demos_replay_through_the_corpus(world, fresh_index):
+def test_kbqa_demos_replay_through_the_corpus(world, fresh_index, graded):
     index = LexicalIndex(world.passages())
     items = kbqa.generate(Split.TRAIN, seed=0)[:150]
     rng = random.Random(0)
@@ -78,7 +88,7 @@ def test_kbqa_demos_replay_through_the_corpus(world, fresh_index):
                 assert format_information(fresh_index.search(call.request, 1)) == call.response
             should_be_right = demo.strategy is not Strategy.DIRECT or item.min_calls == 0
             assert demo.correct == should_be_right
-            assert is_correct("kbqa", demo.answer, item) == should_be_right
+            assert graded("kbqa", demo.answer, item) == should_be_right
             # each searched hop's fact is in the information the search returned
             for entity, value, known in item.hops:
                 if not known and demo.strategy is not Strategy.DIRECT:
@@ -86,14 +96,14 @@ def test_kbqa_demos_replay_through_the_corpus(world, fresh_index):
                     assert value in block and f'Title: "{entity}"' in block
 
 
-def test_minimal_demos_reach_the_ideal_point(world):
+def test_minimal_demos_reach_the_ideal_point(world, graded):
     """Scored like a policy, the ideal strategy is exactly the ideal point (EM 1, min #Tool)."""
     index = LexicalIndex(world.passages())
     rng = random.Random(0)
     for task, make in (("calc", calc_demo), ("kbqa", partial(kbqa_demo, world=world, index=index))):
         items = load_items(task, Split.VALIDATION)
         demos = [make(item, Strategy.MINIMAL, rng) for item in items]
-        correct = [is_correct(task, d.answer, item) for d, item in zip(demos, items, strict=True)]
+        correct = [graded(task, d.answer, item) for d, item in zip(demos, items, strict=True)]
         calls = [len(d.calls) for d in demos]
         r_tool = [float(tool_efficiency(c, item.min_calls)) for c, item in zip(calls, items,
                                                                               strict=True)]
