@@ -32,9 +32,11 @@ from paretopo.testbed.splits import Split, item_id, split_of
 #: Digits of every hard and multistep answer.
 ANSWER_DIGITS = 5
 
-#: The generation of the items a seed gives; raised whenever they change, so that a warm start
-#: trained on other items is not reused silently (`paretopo.testbed.sft.trained_on_current_items`).
-ITEMS_VERSION = 1
+#: The generation of the items a seed gives and of their warm-start demonstrations; raised
+#: whenever either changes, so that a warm start trained on other data is not reused silently
+#: (`paretopo.testbed.sft.trained_on_current_items`). 2: a multistep item's ideal program
+#: copies the question at one offset (`demos._one_program`).
+ITEMS_VERSION = 2
 
 
 class CalcDifficulty(StrEnum):

@@ -155,9 +155,14 @@ def calc_demo(item: CalcItem, strategy: Strategy, rng: random.Random) -> Demo:
     return _finish(TaskName.CALC, item.id, strategy, prompt, calls, answer, item.answer)
 
 
+#: Between a multistep program's two statements: as long as ". What is " between the
+#: question's two steps, so the whole program copies the question at one fixed offset.
+_MULTISTEP_JOIN = "\nresult = "
+
+
 def _one_program(item: CalcItem) -> str:
-    if len(item.steps) > 1:  # multistep, solved in one call that still names x like the question
-        return f"x = {item.steps[0]}\nprint({item.steps[1]})"
+    if len(item.steps) > 1:  # multistep, solved in one call that names x like the question
+        return f"x = {item.steps[0]}{_MULTISTEP_JOIN}{item.steps[1]}\nprint(result)"
     return f"print({item.expression})"
 
 

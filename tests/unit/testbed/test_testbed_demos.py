@@ -11,6 +11,7 @@ import pytest
 from paretopo.core.rewards import tool_efficiency
 from paretopo.tasks import TestbedTask
 from paretopo.testbed import calc, kbqa
+from paretopo.testbed.calc import CalcDifficulty
 from paretopo.testbed.demos import Strategy, calc_demo, kbqa_demo, sample_demos
 from paretopo.testbed.kbqa import Passage
 from paretopo.testbed.prompts import ANSWER_OPEN, PYTHON_OPEN, SEARCH_OPEN, render_prompt
@@ -111,6 +112,24 @@ def test_minimal_demos_reach_the_ideal_point(world, graded):
         assert all(correct)
         assert sum(calls) / len(calls) == pytest.approx(ideal.mean_calls)
         assert sum(r_tool) / len(r_tool) == pytest.approx(1.0)
+
+
+def test_an_ideal_call_copies_its_question_at_one_fixed_offset():
+    """Every piece an ideal calc program takes from the question (the expression; a multistep
+    item's two steps) lies the same distance back in the text: one offset per item is what the
+    character-level policy learns to copy (docs/testbed.md, task `calc`)."""
+    items = [i for i in calc.generate(Split.TRAIN, 300, seed=1) if i.min_calls]
+    assert {i.difficulty for i in items} == {CalcDifficulty.HARD, CalcDifficulty.MULTISTEP}
+    for item in items:
+        demo = calc_demo(item, Strategy.MINIMAL, random.Random(0))
+        code = demo.calls[0].request
+        code_at = len(demo.prompt) + 1  # after the <python> tag, which is one token
+        question_at = demo.prompt.index(item.question)
+        offsets = {
+            code_at + code.index(piece) - (question_at + item.question.index(piece))
+            for piece in item.steps
+        }
+        assert len(offsets) == 1, (item.question, code)
 
 
 def test_the_mix_makes_a_mediocre_start():
