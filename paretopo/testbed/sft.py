@@ -434,6 +434,10 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
         "copies": probe.copies,
         "attempts": attempts,
         "items_version": items_version(cfg.task),
+        # The same seed gives other weights on another CPU's kernels (docs/testbed.md,
+        # "Warm-start seeds"): say which ones made these.
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     (result.checkpoint / SFT_RECORD).write_text(json.dumps(meta, indent=2))
     return result

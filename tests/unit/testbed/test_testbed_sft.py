@@ -86,6 +86,7 @@ def test_short_sft_lowers_the_loss(task, tmp_path):
     meta = json.loads((tmp_path / "ckpt" / "testbed_sft.json").read_text())
     assert meta["steps"] == 40 and meta["config"]["task"] == task
     assert meta["items_version"] == items_version(task)
+    assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert trained_on_current_items(tmp_path / "ckpt", task)
     model, tokenizer = load_policy(tmp_path / "ckpt")
     assert model.config.hidden_size == 64
