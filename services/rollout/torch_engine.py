@@ -2,7 +2,8 @@
 
 Serves any Hugging Face causal LM checkpoint directory (`paretopo.testbed.model.load_policy`).
 Its own decode loop instead of `generate`: per-row sampling parameters and stop strings, the
-sampled tokens' log-probabilities, and rows leave the batch's results the moment they stop.
+sampled tokens' log-probabilities, and rows leave the batch's results the moment they stop
+(and its computation once a quarter of the batch has stopped: `_PRUNE_FRACTION`).
 Prompts are left-padded, with an attention mask and position ids that skip the padding, so a
 padded row computes exactly what it would alone. The blocking work runs in a thread
 (`BatchScheduler`), one batch at a time; concurrent requests are batched together.
@@ -22,12 +23,13 @@ from collections.abc import Sequence
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
 from paretopo.hf_policy import cache_kwarg, load_policy
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import BatchScheduler, GenerateRequest
 from services.rollout.engine import Finish, Generation, check_prompt_lengths
+from services.rollout.kv_cache import preallocated_cache
 from services.rollout.sampling import RowStreams, derive_seed, sample_next
 from services.rollout.settings import EngineSettings
 from services.rollout.stopping import StopStrings, tails_with_stop
@@ -102,6 +104,12 @@ class TorchEngine:
         return results
 
 
+#: Finished rows leave the batch (its KV cache, mask and sampling parameters are compacted)
+#: once they are this share of it: decode cost grows with the rows computed, and compacting
+#: copies the cache, so not at every single stop.
+_PRUNE_FRACTION = 0.25
+
+
 def _left_pad(prompts: list[Sequence[int]], pad_id: int, device: torch.device
               ) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
@@ -130,7 +138,7 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
     finish: list[Finish | None] = [None] * len(rows)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     kwarg = cache_kwarg(type(model))
-    cache = DynamicCache(config=model.config)
+    cache = preallocated_cache(model.config, max(limits))
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                    logits_to_keep=1, **{kwarg: cache}).logits[:, -1]
     if cache.get_seq_length() != ids.shape[1]:
@@ -139,24 +147,38 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
         raise CacheIgnored(f"{type(model).__name__} ignored `{kwarg}=`: the KV cache holds "
                            f"{cache.get_seq_length()} positions after a {ids.shape[1]}-token "
                            "prefill")
+    live = list(range(len(rows)))  # the original index of each row still in the batch
     for _ in range(max(limits)):
-        tokens, logps = sample_next(logits, temp, top_k, top_p, streams.next(dev))
-        _record(tokens.tolist(), logps.tolist(), out_ids, out_lp, finish, limits, eos)
-        running = [i for i, f in enumerate(finish) if f is None and stops[i].strings]
-        if running:
-            hits = tails_with_stop(tok, [out_ids[i] for i in running], [stops[i] for i in running])
-            for i, hit in zip(running, hits, strict=True):
-                if hit:
-                    finish[i] = "stop"
-        if all(f is not None for f in finish):
+        uniforms = streams.next()[torch.tensor(live)].to(dev)
+        tokens, logps = sample_next(logits, temp, top_k, top_p, uniforms)
+        _record(live, tokens.tolist(), logps.tolist(), out_ids, out_lp, finish, limits, eos)
+        _stop_at_strings(tok, live, out_ids, finish, stops)
+        keep = [k for k, i in enumerate(live) if finish[i] is None]
+        if not keep:
             break
-        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        if len(live) - len(keep) >= len(live) * _PRUNE_FRACTION:
+            sel = torch.tensor(keep, device=dev)
+            live = [live[k] for k in keep]
+            mask, positions, tokens = mask[sel], positions[sel], tokens[sel]
+            temp, top_k, top_p = temp[sel], top_k[sel], top_p[sel]
+            cache.batch_select_indices(sel)
+        mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
         positions = positions[:, -1:] + 1
         with _repeatable_attention(dev):
             logits = model(input_ids=tokens[:, None], attention_mask=mask,
                            position_ids=positions, use_cache=True, **{kwarg: cache}).logits[:, -1]
     return [_generation(tok, out_ids[i], out_lp[i], finish[i] or "length", stops[i], eos)
             for i in range(len(rows))]
+
+
+def _stop_at_strings(tok, live: list[int], out_ids: list[list[int]],
+                     finish: list[Finish | None], stops: list[StopStrings]) -> None:
+    running = [i for i in live if finish[i] is None and stops[i].strings]
+    if running:
+        hits = tails_with_stop(tok, [out_ids[i] for i in running], [stops[i] for i in running])
+        for i, hit in zip(running, hits, strict=True):
+            if hit:
+                finish[i] = "stop"
 
 
 def _repeatable_attention(device: torch.device) -> contextlib.AbstractContextManager:
@@ -169,11 +191,11 @@ def _repeatable_attention(device: torch.device) -> contextlib.AbstractContextMan
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _record(tokens: list[int], logps: list[float], out_ids: list[list[int]],
+def _record(live: list[int], tokens: list[int], logps: list[float], out_ids: list[list[int]],
             out_lp: list[list[float]], finish: list[Finish | None], limits: list[int],
             eos: frozenset[int]) -> None:
-    for i, (t, lp) in enumerate(zip(tokens, logps, strict=True)):
-        if finish[i] is not None:
+    for i, t, lp in zip(live, tokens, logps, strict=True):
+        if finish[i] is not None:  # stopped, still in the batch until the next pruning
             continue
         out_ids[i].append(t)
         out_lp[i].append(lp)

@@ -162,6 +162,26 @@ def test_a_seeded_request_gives_the_same_tokens_under_concurrent_submission(engi
             assert gen.token_ids == solo.token_ids
 
 
+def test_stopped_rows_leave_the_batch_and_the_others_decode_as_alone(engine):
+    """Three of four rows stop after 2 tokens: the later decode steps compute one row, and
+    every row gives the tokens it gives alone (the cache was compacted correctly)."""
+    prompts = [ids(engine, p) for p in ("Q: 1?\n", "a much longer prompt here", "zz", "Q: 8*8?\n")]
+    batch = [GenerateRequest([p], SEEDED, (), n) for p, n in zip(prompts, (2, 2, 2, 24),
+                                                                   strict=True)]
+    solo = [engine.generate_sync(r.prompts, SEEDED, [], r.max_new_tokens)[0] for r in batch]
+    rows_per_forward: list[int] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: rows_per_forward.append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True)
+    try:
+        outs = [out for (out,) in engine._run_batch(batch)]
+    finally:
+        hook.remove()
+    assert [o.token_ids for o in outs] == [s.token_ids for s in solo]
+    assert [len(o.token_ids) for o in outs] == [2, 2, 2, 24]
+    assert rows_per_forward[:2] == [4, 4] and set(rows_per_forward[2:]) == {1}
+
+
 def test_different_seeds_and_rows_of_one_request_differ(engine):
     prompt = ids(engine, "Q: 1+2?\n")
     outs = {tuple(engine.generate_sync([prompt], SEEDED.model_copy(update={"seed": s}), [],
