@@ -35,6 +35,9 @@ def sft(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of data and init.")] = None,
     restarts: Annotated[int | None, typer.Option(
         "--restarts", min=0, help="Runs from another init when the copy probe fails.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="torch threads (default: the config's, 1). The weights do not "
+        "depend on it; more than one only helps while nothing else computes.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and exit.")] = False,
 ) -> None:
     """Warm-start (SFT) the testbed policy on CPU and save a Hugging Face checkpoint."""
@@ -57,6 +60,8 @@ def sft(
         overrides["seed"] = seed
     if restarts is not None:
         overrides["restarts"] = restarts
+    if threads is not None:
+        overrides["threads"] = threads
     optim = cfg.optim.model_copy(
         update={k: v for k, v in (("max_steps", steps), ("max_minutes", max_minutes)) if v}
     )

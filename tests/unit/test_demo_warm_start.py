@@ -57,3 +57,13 @@ def test_an_explicit_model_is_used_as_given(tmp_path, trainings):
     _checkpoint(tmp_path / "mine", None)
     assert demo.warm_start("calc", tmp_path / "mine", 0) == tmp_path / "mine"
     assert trainings == []
+
+
+def test_the_demo_trains_its_warm_start_on_every_core(monkeypatch, tmp_path):
+    """It trains before the run's services compute; threads do not change the weights."""
+    monkeypatch.chdir(tmp_path)
+    configs: list = []
+    monkeypatch.setattr(sft, "train_sft", configs.append)
+    monkeypatch.setattr(demo, "torch_threads", lambda processes: 7 * processes)
+    demo.warm_start("calc", None, 0)
+    assert [c.threads for c in configs] == [7]
