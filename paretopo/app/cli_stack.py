@@ -29,12 +29,13 @@ def stack_table(state: StackState) -> Table:
     return table
 
 
-def stack_config(home: Path, rollout_workers: int, free_ports: bool,
+def stack_config(home: Path, rollout_workers: int | None, free_ports: bool,
                  redis_url: str | None, *, detach: bool = False) -> StackConfig:
     ports = {"archive_grpc_port": 0, "archive_http_port": 0, "executor_port": 0,
              "search_port": 0, "rollout_http_port": 0} if free_ports else {}
-    return StackConfig(home=home, rollout_workers=rollout_workers, redis_url=redis_url,
-                       stop_with_parent=not detach, **ports)
+    workers = {} if rollout_workers is None else {"rollout_workers": rollout_workers}
+    return StackConfig(home=home, redis_url=redis_url, stop_with_parent=not detach,
+                       **workers, **ports)
 
 
 def start_stack(config: StackConfig) -> LocalStack:
@@ -54,7 +55,8 @@ def start_stack(config: StackConfig) -> LocalStack:
 
 def up(
     home: HomeOpt = Path("runs/stack"),
-    rollout_workers: Annotated[int, typer.Option(help="Rollout worker processes.")] = 1,
+    rollout_workers: Annotated[int | None, typer.Option(
+        help="Rollout worker processes (default: 2 where there are 2 cores or more).")] = None,
     free_ports: Annotated[bool, typer.Option(help="Pick free ports instead of defaults.")] = False,
     redis_url: Annotated[str | None, typer.Option(help="External Redis (default: embedded).")]
     = None,

@@ -27,6 +27,7 @@ from paretopo.app.stack import (
     LocalStack,
     StackConfig,
     StackState,
+    default_rollout_workers,
     running_stack,
     torch_threads,
 )
@@ -63,7 +64,7 @@ class DemoOptions:
     model: Path | None = None
     home: Path = Path("runs/demo")
     stack_home: Path = Path("runs/stack")
-    rollout_workers: int = 1
+    rollout_workers: int = field(default_factory=default_rollout_workers)
     group_size: int | None = None
     prompts_per_step: int | None = None
     eval_every: int | None = None

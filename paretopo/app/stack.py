@@ -38,6 +38,17 @@ def torch_threads(processes: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, processes))
 
 
+def default_rollout_workers(cores: int | None = None) -> int:
+    """Rollout workers of a local stack: two where the machine has two cores or more.
+
+    One worker takes a training step's 8 groups at once, so the second serves mostly
+    validation (96 prompts x 8 samples), which the learner waits for: on 2 cores a validation
+    took 32-36 s instead of 64-70 s, and training steps as long (`BENCHMARKS.md`, "Two rollout
+    workers").
+    """
+    return min(2, cores or len(os.sched_getaffinity(0)))
+
+
 class StackConfig(BaseModel):
     """Where the local stack lives and listens. Ports 0 mean "pick a free one"."""
 
@@ -51,7 +62,9 @@ class StackConfig(BaseModel):
     executor_port: int = Field(50061, ge=0, le=65535)
     executor_workers: int = Field(4, ge=1, le=64)
     search_port: int = Field(50071, ge=0, le=65535)
-    rollout_workers: int = Field(1, ge=0, le=32)
+    rollout_workers: int = Field(default_factory=default_rollout_workers, ge=0, le=32,
+                                 description="Worker processes; default two where there are "
+                                 "two cores or more (`default_rollout_workers`).")
     rollout_http_port: int = Field(9101, ge=0, le=65535, description="Worker i uses port + i.")
     rollout_threads: int | None = Field(
         None, ge=1, le=64, description="Torch threads per worker; None: an equal share of "

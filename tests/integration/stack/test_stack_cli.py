@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from paretopo.app.stack import ServiceRecord, is_running
+from paretopo.app.stack import ServiceRecord, default_rollout_workers, is_running
 from paretopo.healthcheck import grpc_serving, http_ok
 
 PARETOPO = [sys.executable, "-c", "from paretopo.app.cli import app; app()"]
-SERVICES = {"redis", "archive", "executor", "search", "rollout-0"}
+WORKERS = [f"rollout-{i}" for i in range(default_rollout_workers())]
+SERVICES = {"redis", "archive", "executor", "search", *WORKERS}
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -33,8 +34,8 @@ def _pids_alive(state: dict) -> list[str]:
 def _assert_healthy(state: dict) -> None:
     assert http_ok(f"{state['archive_http']}/readyz")
     assert grpc_serving(state["executor"]) and grpc_serving(state["search"])
-    rollout = next(s for s in state["services"] if s["name"] == "rollout-0")
-    assert http_ok(f"{rollout['endpoints']['http']}/healthz")
+    for rollout in (s for s in state["services"] if s["name"] in WORKERS):
+        assert http_ok(f"{rollout['endpoints']['http']}/healthz")
 
 
 @pytest.mark.slow

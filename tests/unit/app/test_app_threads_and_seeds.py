@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from paretopo.app.stack import torch_threads
+from paretopo.app.demo import DemoOptions
+from paretopo.app.stack import StackConfig, default_rollout_workers, torch_threads
 from paretopo.jobs import RolloutJob, stable_seed
 from services.rollout.tools import ToolClients
 
@@ -18,6 +19,13 @@ def test_processes_share_the_cores_and_get_at_least_one_thread() -> None:
     assert torch_threads(3, cores=2) == 1
     assert torch_threads(2, cores=16) == 8
     assert torch_threads(0, cores=4) == 4
+
+
+def test_a_local_stack_runs_a_second_worker_where_a_second_core_is() -> None:
+    assert default_rollout_workers(cores=1) == 1
+    assert default_rollout_workers(cores=2) == default_rollout_workers(cores=16) == 2
+    assert StackConfig().rollout_workers == DemoOptions().rollout_workers == (
+        default_rollout_workers())
 
 
 def test_stable_seed_is_the_same_in_another_process() -> None:
