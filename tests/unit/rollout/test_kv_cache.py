@@ -26,8 +26,10 @@ def fill(cache, steps: int, batch: int = 3) -> None:
             cache.update(*states(batch, 1, 100 + 10 * step + layer), layer)
 
 
-def test_it_holds_what_the_dynamic_cache_holds():
-    ours, theirs = preallocated_cache(CONFIG, extra_positions=4), DynamicCache(config=CONFIG)
+@pytest.mark.parametrize("chunk", [1, 3, 64])  # room grown at every step, now and then, never
+def test_it_holds_what_the_dynamic_cache_holds(chunk):
+    ours = preallocated_cache(CONFIG, extra_positions=4, chunk=chunk)
+    theirs = DynamicCache(config=CONFIG)
     assert all(isinstance(layer, PreallocatedLayer) for layer in ours.layers)
     fill(ours, 4)
     fill(theirs, 4)
@@ -37,7 +39,8 @@ def test_it_holds_what_the_dynamic_cache_holds():
 
 
 def test_selecting_rows_keeps_their_positions_and_room():
-    ours, theirs = preallocated_cache(CONFIG, extra_positions=4), DynamicCache(config=CONFIG)
+    ours = preallocated_cache(CONFIG, extra_positions=4, chunk=1)
+    theirs = DynamicCache(config=CONFIG)
     fill(ours, 2)
     fill(theirs, 2)
     rows = torch.tensor([2, 0])
@@ -55,8 +58,20 @@ def test_selecting_rows_keeps_their_positions_and_room():
 def test_more_positions_than_reserved_is_a_clear_error():
     cache = preallocated_cache(CONFIG, extra_positions=1)
     fill(cache, 1)
-    with pytest.raises(RuntimeError, match="reserved 6 positions and was asked for 7"):
+    with pytest.raises(RuntimeError, match="holds at most 6 positions and was asked for 7"):
         cache.update(*states(3, 1, 0), 0)
+
+
+def test_room_grows_with_use_not_with_the_limit():
+    cache = preallocated_cache(CONFIG, extra_positions=10_000, chunk=4)
+    fill(cache, 0)
+    layer = cache.layers[0]
+    assert layer._key_buf.shape[-2] == 5 + 4  # the prompt and one chunk, not 10,005
+    fill_more = [states(3, 1, 50 + i) for i in range(6)]
+    for new in fill_more:
+        layer.update(*new)
+    assert layer.keys.shape[-2] == 11 and layer._key_buf.shape[-2] == 18  # doubled once
+    assert torch.equal(layer.keys[:, :, 5:], torch.cat([k for k, _ in fill_more], dim=-2))
 
 
 def test_crop_and_reset():
