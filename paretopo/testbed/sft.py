@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from paretopo.hf_policy import cache_kwarg, save_policy
+from paretopo.shared_prefix import PrefixedRows, prefixed_logits
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.config import SftConfig
 from paretopo.testbed.demos import Demo, Strategy, calc_demo, kbqa_demo, sample_demos
@@ -208,20 +209,18 @@ def shared_prefix_length(rows: Sequence[tuple[list[int], list[int]]]) -> int:
 def suffix_logits(
     model: PreTrainedModel, prefix: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
 ) -> torch.Tensor:
-    """Logits (B, T, V) of rows `ids` (B, T) that all continue `prefix` (P,).
-
-    The same numbers as running every row whole, with the prefix computed once and its keys
-    and values repeated across the batch (gradients flow back through both). On calc the
-    template's instructions are ~45 % of a demonstration's tokens, so a step costs about half.
-    """
+    """Logits (B, T, V) of rows `ids` (B, T) that all continue `prefix` (P,), the prefix
+    computed once (`paretopo.shared_prefix`). On calc the template's instructions are ~45 % of
+    a demonstration's tokens, so a step costs about half."""
     if prefix.numel() == 0:
         return model(input_ids=ids, attention_mask=attn).logits
     kwarg = cache_kwarg(type(model))
-    cache = DynamicCache(config=model.config)
-    model(input_ids=prefix[None], use_cache=True, **{kwarg: cache})
-    cache.batch_repeat_interleave(ids.shape[0])
-    full_mask = torch.cat([torch.ones(ids.shape[0], prefix.numel(), dtype=attn.dtype), attn], 1)
-    return model(input_ids=ids, attention_mask=full_mask, use_cache=True, **{kwarg: cache}).logits
+    rows = PrefixedRows(prefix[None], torch.ones((1, prefix.numel()), dtype=attn.dtype),
+                        torch.zeros(ids.shape[0], dtype=torch.long), ids, attn)
+    return prefixed_logits(
+        lambda i, a, pos, cache: model(input_ids=i, attention_mask=a, position_ids=pos,
+                                       use_cache=True, **{kwarg: cache}).logits,
+        model.config, rows)
 
 
 def masked_lm_loss(

@@ -60,6 +60,15 @@ def collate(trajectories: Sequence[TrajectoryRecord], pad_id: int) -> PolicyBatc
     return PolicyBatch(ids, attn, mask)
 
 
+def first_scored(batch: PolicyBatch) -> list[int]:
+    """Per row, the first log-prob index the loss reads (the logit of the position before its
+    first generated token); the row's last position for a row with none."""
+    lengths = batch.attention_mask.sum(1)
+    scored = batch.loss_mask.any(1)
+    first = batch.loss_mask.int().argmax(1)
+    return torch.where(scored, first, lengths - 1).tolist()
+
+
 def token_logprobs(
     logits: torch.Tensor, input_ids: torch.Tensor, *, chunk: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -141,9 +141,19 @@ class BackendConfig(_Model):
         512, ge=0, description="Sequence positions per slice of the fp32 log-softmax/entropy "
         "(the full-vocabulary fp32 tensor never exists for the whole micro-batch); 0: all "
         "positions at once.")
+    share_prefixes: bool = Field(
+        True, description="Run each distinct prompt of a micro-batch once and every "
+        "completion against its keys and values (the same logits and gradients as whole rows, "
+        "for the completion's tokens only). Has no effect with gradient_checkpointing: "
+        "transformers drops a layer's KV cache when it recomputes activations.")
     publish_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="dtype of published weights (what rollout workers load); auto: "
         "bfloat16 when training on CUDA, float32 on CPU. Checkpoints keep full precision.")
+
+    @property
+    def prefixes_shared(self) -> bool:
+        """`share_prefixes` as it takes effect (off under gradient checkpointing)."""
+        return self.share_prefixes and not self.gradient_checkpointing
 
     @property
     def published_dtype(self) -> str:

@@ -22,8 +22,8 @@ from paretopo.config import LossConfig
 from paretopo.core.loss import dapo_policy_loss, kl_k3_sum
 from paretopo.errors import FailedPrecondition
 from services.learner.backends import build_backend
-from services.learner.backends.base import Backend, UpdateStats, _chunk
-from services.learner.batch import PolicyBatch, chunks, token_logprobs
+from services.learner.backends.base import Backend, UpdateStats, batch_logprobs
+from services.learner.batch import PolicyBatch, chunks
 from services.learner.config import BackendConfig, OptimConfig, RunConfig
 
 
@@ -93,8 +93,7 @@ def _logprobs(backend: Backend, shards: list[Shard], micro: int) -> list[torch.T
             continue
         i, part = plan[k]
         sub = shards[i].batch.rows(part).to(backend.device)
-        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
-                                 sub.input_ids, chunk=_chunk(backend))
+        logp, _ = batch_logprobs(backend, sub)
         out[i][part, : logp.shape[1]] = logp.float().cpu()
     return out
 
@@ -125,8 +124,7 @@ def sharded_update(backend: Backend, shards: list[Shard], loss: LossConfig, *,
             rows = parts[i]
             sub = shard.batch.rows(rows).to(backend.device)
             n_tok, width = int(sub.loss_mask.sum()), sub.loss_mask.shape[1]
-            logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
-                                           sub.input_ids, chunk=_chunk(backend))
+            logp, entropy = batch_logprobs(backend, sub)
             value, stats = dapo_policy_loss(
                 logp, old[m][rows, :width].to(logp.device),
                 shard.advantages[rows].to(logp.device), sub.loss_mask, loss.eps_low,

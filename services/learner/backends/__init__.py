@@ -33,7 +33,8 @@ def build_backend(model_path: Path, optim: OptimConfig, backend: BackendConfig) 
     enable_memory_options(model, backend)
     return TorchBackend(model, tokenizer, optim, device=backend.device,
                         bf16_autocast=backend.bf16_autocast, logprob_chunk=backend.logprob_chunk,
-                        publish_dtype=backend.published_dtype)
+                        publish_dtype=backend.published_dtype,
+                        share_prefixes=backend.prefixes_shared)
 
 
 def enable_memory_options(model, backend: BackendConfig) -> None:

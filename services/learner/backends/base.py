@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from transformers import DynamicCache, PretrainedConfig
 
 from paretopo.config import LossConfig
 from paretopo.core.loss import dapo_policy_loss, kl_k3_sum
-from services.learner.batch import PolicyBatch, chunks, token_logprobs
+from paretopo.shared_prefix import prefixed_logits, realign, split_rows
+from services.learner.batch import PolicyBatch, chunks, first_scored, token_logprobs
 
 
 class Backend(Protocol):
@@ -24,8 +26,14 @@ class Backend(Protocol):
 
     device: torch.device
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Forward pass (N, T) -> (N, T, V), differentiable when grad is enabled."""
+    config: PretrainedConfig  # the policy's model configuration
+    share_prefixes: bool  # `batch_logprobs` runs each distinct prompt once
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+               position_ids: torch.Tensor | None = None, cache: DynamicCache | None = None,
+               ) -> torch.Tensor:
+        """Forward pass (N, T) -> (N, T, V), differentiable when grad is enabled; with a
+        `cache`, the rows continue the cached keys and values (and extend the cache)."""
 
     def train(self, mode: bool) -> None:
         """Training or evaluation mode (dropout)."""
@@ -66,6 +74,24 @@ def _chunk(backend: Backend) -> int:
     return int(getattr(backend, "logprob_chunk", 0))
 
 
+def batch_logprobs(backend: Backend, batch: PolicyBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """`token_logprobs` (N, T-1) of a micro-batch under the backend's policy, with the tokens
+    before each row's first scored one (its prompt, shared by its group) run once per
+    distinct prompt: the same numbers at a fraction of the compute (`paretopo.shared_prefix`).
+    Indices before a row's first scored token read 0."""
+    cuts = first_scored(batch)
+    if not backend.share_prefixes or len(batch) == 1 or min(cuts) < 1:
+        return token_logprobs(backend.logits(batch.input_ids, batch.attention_mask),
+                              batch.input_ids, chunk=_chunk(backend))
+    rows = split_rows(batch.input_ids, batch.attention_mask, cuts)
+    logits = prefixed_logits(
+        lambda ids, mask, pos, cache: backend.logits(ids, mask, position_ids=pos, cache=cache),
+        backend.config, rows)
+    logp, entropy = token_logprobs(logits, rows.suffixes, chunk=_chunk(backend))
+    width = batch.loss_mask.shape[1]
+    return realign(logp, rows.starts, width), realign(entropy, rows.starts, width)
+
+
 @torch.no_grad()
 def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: int,
                        ) -> torch.Tensor:
@@ -74,8 +100,7 @@ def recompute_logprobs(backend: Backend, batch: PolicyBatch, micro_batch_size: i
     out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
     for part in chunks(len(batch), micro_batch_size):
         sub = batch.rows(part).to(backend.device)
-        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids,
-                                 chunk=_chunk(backend))
+        logp, _ = batch_logprobs(backend, sub)
         out[part, : logp.shape[1]] = logp.float().cpu()
     return out
 
@@ -88,8 +113,7 @@ def post_update_kl(backend: Backend, batch: PolicyBatch, old_logp: torch.Tensor,
     total, tokens = 0.0, int(batch.loss_mask.sum())
     for part in chunks(len(batch), micro_batch_size):
         sub = batch.rows(part).to(backend.device)
-        logp, _ = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask), sub.input_ids,
-                                 chunk=_chunk(backend))
+        logp, _ = batch_logprobs(backend, sub)
         width = sub.loss_mask.shape[1]
         total += kl_k3_sum(logp.float().cpu(), old_logp[part, :width], sub.loss_mask.cpu())
     backend.train(True)
@@ -124,8 +148,7 @@ def policy_update(
             sub = batch.rows(rows).to(backend.device)
             n_tok = int(sub.loss_mask.sum())
             width = sub.loss_mask.shape[1]
-            logp, entropy = token_logprobs(backend.logits(sub.input_ids, sub.attention_mask),
-                                           sub.input_ids, chunk=_chunk(backend))
+            logp, entropy = batch_logprobs(backend, sub)
             value, stats = dapo_policy_loss(
                 logp, old_logp[rows, :width].to(logp.device), advantages[rows].to(logp.device),
                 sub.loss_mask, loss.eps_low, loss.eps_high)

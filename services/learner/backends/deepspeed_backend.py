@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from paretopo.errors import FailedPrecondition
+from paretopo.hf_policy import cache_kwarg
 from services.learner.backends.export import export_policy
 from services.learner.config import BackendConfig, OptimConfig
 
@@ -117,15 +118,22 @@ class DeepSpeedBackend:
         init_process_group(backend)
         self.tokenizer = tokenizer
         self.logprob_chunk = backend.logprob_chunk
+        self.share_prefixes = backend.prefixes_shared
         self.publish_dtype = getattr(torch, backend.published_dtype)
         self.rank = torch.distributed.get_rank()
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.parameters(),
             config=deepspeed_config(optim, backend))
         self.device = torch.device(self.engine.device)
+        self.config = model.config
+        self._cache_kwarg = cache_kwarg(type(model))
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.engine(input_ids=input_ids, attention_mask=attention_mask).logits
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+               position_ids: torch.Tensor | None = None, cache: DynamicCache | None = None,
+               ) -> torch.Tensor:
+        cached = {} if cache is None else {self._cache_kwarg: cache, "use_cache": True}
+        return self.engine(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids, **cached).logits
 
     def train(self, mode: bool) -> None:
         self.engine.train(mode)

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from paretopo.hf_policy import cache_kwarg
 from services.learner.backends.export import export_policy
 from services.learner.config import OptimConfig
 
@@ -15,21 +16,29 @@ from services.learner.config import OptimConfig
 class TorchBackend:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  optim: OptimConfig, *, device: str = "cpu", bf16_autocast: bool = True,
-                 logprob_chunk: int = 0, publish_dtype: str = "float32") -> None:
+                 logprob_chunk: int = 0, publish_dtype: str = "float32",
+                 share_prefixes: bool = True) -> None:
         self.device = torch.device(device)
         # bf16 autocast on CUDA only (CPU bf16 matmuls are slow and not what CI checks).
         self.autocast = bf16_autocast and self.device.type == "cuda"
         self.logprob_chunk = logprob_chunk
+        self.share_prefixes = share_prefixes
         self.publish_dtype = getattr(torch, publish_dtype)
         self.model = model.to(self.device)
+        self.config = model.config
+        self._cache_kwarg = cache_kwarg(type(model))
         self.tokenizer = tokenizer
         self.grad_clip = optim.grad_clip
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=optim.lr,
                                            weight_decay=optim.weight_decay)
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+               position_ids: torch.Tensor | None = None, cache: DynamicCache | None = None,
+               ) -> torch.Tensor:
+        cached = {} if cache is None else {self._cache_kwarg: cache, "use_cache": True}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=position_ids, **cached).logits
 
     def train(self, mode: bool) -> None:
         self.model.train(mode)
