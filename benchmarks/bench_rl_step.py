@@ -9,7 +9,8 @@ services idle, it replays the work of the same steps on its own:
 
 - learner floor: log π_old recomputation + the policy update + the post-update KL of each
   step's own trajectories (the groups it trained on, read back from the results stream), on
-  a fresh copy of the policy with one thread;
+  a fresh copy of the policy with one thread; and again with every row run whole
+  (`backend.share_prefixes` off), to show what running each distinct prompt once saves;
 - rollout floor: the agent loop generating each step's prompts (G samples, the same
   sampling and tools) on an engine in this process with one thread.
 
@@ -70,9 +71,12 @@ async def run(config: RunConfig, seen: list) -> RecordingLearner:
     return learner
 
 
-def learner_floor(config: RunConfig, steps: list[list[GroupResult]]) -> list[float]:
-    """Seconds of recompute + update + post-update KL for each step's trajectories."""
-    backend = build_backend(config.model_path, config.optim, BackendConfig(threads=1))
+def learner_floor(config: RunConfig, steps: list[list[GroupResult]], *,
+                  share_prefixes: bool = True) -> list[float]:
+    """Seconds of recompute + update + post-update KL for each step's trajectories (with each
+    distinct prompt run once, or every row whole)."""
+    backend = build_backend(config.model_path, config.optim,
+                            BackendConfig(threads=1, share_prefixes=share_prefixes))
     o, out = config.optim, []
     for groups in steps:
         if not groups:  # every group of the step had zero advantages: no update
@@ -146,6 +150,7 @@ def main() -> None:
         # drop the first step (weight loading, cold caches); a step without an update (all
         # groups zero-advantage) has no learner work
         learner = learner_floor(config, recorded.trained[1:])
+        whole_rows = learner_floor(config, recorded.trained[1:], share_prefixes=False)
         rollout = rollout_floor(config, recorded.scored[1:], stack.executor_target)
     finally:
         stack.stop()
@@ -156,6 +161,8 @@ def main() -> None:
           f"{per_step} prompts/step, staleness {config.max_staleness}")
     print(f"actual step      median {median(actual):.2f} s  mean {fmean(actual):.2f} s")
     print(f"learner floor    median {median(learner):.2f} s  (recompute + update + KL)")
+    print(f"  same, rows whole median {median(whole_rows):.2f} s  (backend.share_prefixes off: "
+          f"{sum(whole_rows) / max(sum(learner), 1e-9):.2f}x the shared-prompt floor)")
     print(f"rollout floor    median {median(rollout):.2f} s  (agent loop, same prompts)")
     print(f"floor max(l, r)  median {median(floor):.2f} s;  synchronous floor (l + r) "
           f"{median(a + b for a, b in zip(learner, rollout, strict=True)):.2f} s")

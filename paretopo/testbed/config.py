@@ -79,6 +79,10 @@ class SftConfig(BaseModel):
         "finished run's copy probe fails (it has not learnt to copy the question into its "
         "calls: docs/testbed.md, 'Warm-start seeds'), up to this many times. Each is a whole "
         "run of `optim.max_steps`: the budget stays a step count, at most (1 + restarts) runs.")
+    copy_loss_max: float = Field(
+        0.1, gt=0, description="The copy probe passes when, on some difficulty that needs a "
+        "call, the teacher-forced loss of ideal demonstrations of held-out items is at most "
+        "this (docs/testbed.md, 'Warm-start seeds').")
     threads: int = Field(1, ge=1, description="torch intra-op threads (1: the processes of a "
                          "small machine each keep a core instead of fighting over both).")
     demos: DemoConfig = Field(default_factory=DemoConfig)

@@ -36,10 +36,6 @@ from paretopo.testbed.tools import LexicalIndex
 log = logging.getLogger(__name__)
 
 
-#: A warm start "copies" when, on some difficulty that needs a call, the teacher-forced loss of
-#: ideal demonstrations of held-out items is at most this. Measured on calc (docs/testbed.md,
-#: "Warm-start seeds"): sound warm starts 0.02-0.06 on hard items, failed ones 0.23-0.42.
-COPY_LOSS_MAX = 0.1
 PROBE_ITEMS = 32  # held-out items per difficulty
 #: Init seeds of a seed's restarts: seed + k * INIT_SEED_STRIDE (k = 1, 2, ...).
 INIT_SEED_STRIDE = 1000
@@ -51,6 +47,7 @@ class CopyProbe:
     needs a call: whether the policy learnt to copy the question into its calls."""
 
     loss_by_difficulty: dict[str, float]
+    bound: float  # `SftConfig.copy_loss_max`
 
     @property
     def best_loss(self) -> float:
@@ -59,17 +56,17 @@ class CopyProbe:
 
     @property
     def copies(self) -> bool:
-        return self.best_loss <= COPY_LOSS_MAX
+        return self.best_loss <= self.bound
 
     def losses(self) -> str:
         return ", ".join(f"{k} {v:.3f}" for k, v in self.loss_by_difficulty.items())
 
     def verdict(self) -> str:
         if self.copies:
-            return f"copy probe passed ({self.losses()}; at most {COPY_LOSS_MAX} needed)"
+            return f"copy probe passed ({self.losses()}; at most {self.bound} needed)"
         return (f"this warm start has not learnt to copy the question into its calls (copy "
-                f"probe: {self.losses()}; at most {COPY_LOSS_MAX} needed on one): RL from it "
-                "will have almost no reward to learn from. Try another --seed, or more "
+                f"probe: {self.losses()}; at most {self.bound} needed on one): RL from it "
+                "will have little reward to learn from. Try another --seed, or more "
                 "--restarts (runs from other initialisations).")
 
 
@@ -265,7 +262,7 @@ def probe_batches(tokenizer: PreTrainedTokenizerBase, cfg: SftConfig) -> ProbeBa
 
 
 @torch.no_grad()
-def run_probe(model: PreTrainedModel, batches: ProbeBatches) -> CopyProbe:
+def run_probe(model: PreTrainedModel, batches: ProbeBatches, bound: float) -> CopyProbe:
     """`CopyProbe` of `model` on `batches` (one forward pass per difficulty); leaves the
     model in the mode it found it."""
     was_training = model.training
@@ -276,13 +273,13 @@ def run_probe(model: PreTrainedModel, batches: ProbeBatches) -> CopyProbe:
         for level, (ids, attn, labels) in batches.items()
     }
     model.train(was_training)
-    return CopyProbe(losses)
+    return CopyProbe(losses, bound)
 
 
 def copy_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                cfg: SftConfig) -> CopyProbe:
     """`CopyProbe` of `model` on the validation items of `cfg.task`."""
-    return run_probe(model, probe_batches(tokenizer, cfg))
+    return run_probe(model, probe_batches(tokenizer, cfg), cfg.copy_loss_max)
 
 
 def _lr_at(step: int, cfg: SftConfig) -> float:
@@ -396,7 +393,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     attempts: list[dict] = []
     for attempt in range(cfg.restarts + 1):
         model, losses = _train_once(cfg, data, attempt, deadline, progress)
-        probe = run_probe(model, data.probe)
+        probe = run_probe(model, data.probe, cfg.copy_loss_max)
         attempts.append({"init_seed": init_seed(cfg.seed, attempt), "steps": len(losses),
                          "copy_probe": probe.loss_by_difficulty, "copies": probe.copies})
         if kept is None or probe.best_loss < kept[2].best_loss:
@@ -407,7 +404,7 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
             log.warning("the warm start from init seed %d has not learnt to copy (copy "
                         "probe: %s; at most %s needed on one): training again from init seed "
                         "%d (restart %d of %d)", init_seed(cfg.seed, attempt), probe.losses(),
-                        COPY_LOSS_MAX, init_seed(cfg.seed, attempt + 1), attempt + 1,
+                        cfg.copy_loss_max, init_seed(cfg.seed, attempt + 1), attempt + 1,
                         cfg.restarts)
     model, losses, probe, attempt = kept
     if len(losses) < cfg.optim.max_steps:

@@ -7,16 +7,18 @@ import pytest
 
 from paretopo.testbed.config import SftConfig
 from paretopo.testbed.model import TINY_CONFIG, build_model
-from paretopo.testbed.sft import COPY_LOSS_MAX, CopyProbe, copy_probe
+from paretopo.testbed.sft import CopyProbe, copy_probe
 from paretopo.testbed.tokenizer import build_tokenizer
 
 
 def test_verdict_needs_one_difficulty_under_the_bound():
-    assert CopyProbe({"hard": 0.02, "multistep": 0.48}).copies  # calc seed 0's warm start
-    failed = CopyProbe({"hard": 0.29, "multistep": 0.41})  # calc seed 1's
+    assert CopyProbe({"hard": 0.02, "multistep": 0.48}, 0.04).copies  # calc seed 0's
+    failed = CopyProbe({"hard": 0.29, "multistep": 0.41}, 0.04)  # calc seed 1's
     assert not failed.copies
     assert "has not learnt to copy" in failed.verdict() and "--seed" in failed.verdict()
-    assert CopyProbe({"hard": COPY_LOSS_MAX}).copies
+    assert CopyProbe({"hard": 0.04}, 0.04).copies
+    assert not CopyProbe({"hard": 0.053}, 0.04).copies  # copies weakly: RL gains little
+    assert CopyProbe({"two_hop": 0.059}, 0.1).copies
 
 
 @pytest.mark.parametrize(("task", "levels"), [
