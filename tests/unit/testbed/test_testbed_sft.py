@@ -40,7 +40,9 @@ def test_shipped_configs_parse():
         assert path.stem.endswith(str(cfg.task))
         # a step budget, not a clock: the same warm start whatever the machine's load
         assert cfg.optim.max_minutes is None and cfg.threads == 1
-        assert cfg.optim.max_steps <= 2500  # about 4.5 minutes on the 2-core machine
+        # The demo starts from a shipped warm start; one made here (another seed,
+        # --train-warm-start) took ~4.5 minutes on every core of the 2-core VM of 2026-12-02.
+        assert cfg.optim.max_steps <= 5000
         assert cfg.restarts <= 1  # a restart is one more whole run in the demo's budget
 
 
