@@ -78,13 +78,9 @@ def demo(
     objectives: ObjOpt = 2,
     algorithm: Annotated[str, typer.Option(help="Method to train (see `paretopo bench`).")]
     = "paretopo",
-    model: Annotated[Path | None, typer.Option(help="Starting checkpoint (default: the "
-                                                     "shipped warm start of the task and seed, "
-                                                     "else runs/warm/<task>, made if absent).")]
+    model: Annotated[Path | None, typer.Option(help="Starting checkpoint (default: warm start "
+                                                     "in runs/warm/<task>, made if absent).")]
     = None,
-    train_warm_start: Annotated[bool, typer.Option(
-        help="Make the warm start on this machine (runs/warm/<task>, `paretopo sft`) instead of "
-        "starting from the shipped one; its time counts in the run.")] = False,
     home: Annotated[Path, typer.Option(help="Run outputs.")] = Path("runs/demo"),
     keep_up: Annotated[bool, typer.Option(help="Keep the services (and the page) up until "
                                                 "Ctrl-C after the report.")] = False,
@@ -108,8 +104,7 @@ def demo(
         raise typer.BadParameter(f"no checkpoint of run {resume!r} under {home}; the run ids "
                                  f"there: {', '.join(sorted(p.name for p in home.glob('demo-*')))}")
     opts = DemoOptions(task=task, algorithm=algorithm, minutes=minutes, max_steps=steps,
-                       seed=seed, objectives=objectives, model=model,
-                       train_warm_start=train_warm_start, home=home,
+                       seed=seed, objectives=objectives, model=model, home=home,
                        stage1_steps=stage1_steps, eval_every=eval_every,
                        eval_prompts=eval_prompts, eval_samples=eval_samples,
                        group_size=group_size,

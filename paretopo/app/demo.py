@@ -1,6 +1,6 @@
 """The main job: ParetoPO (or a baseline) on a testbed task through every service, then a report.
 
-`run_demo` starts from the task's shipped warm start (or trains one here), brings the local stack up
+`run_demo` warm-starts the tiny policy when no checkpoint exists, brings the local stack up
 (or joins the one `paretopo up` started), trains with the learner in this process while the
 rollout workers, tools and archive run as their own processes, validates at the end, and
 writes `report.json`, `report.md` and a PNG of the front over checkpoints. `paretopo bench`
@@ -62,7 +62,6 @@ class DemoOptions:
     seed: int = 0
     objectives: int = 2
     model: Path | None = None
-    train_warm_start: bool = False  # make the warm start here instead of the shipped one
     home: Path = Path("runs/demo")
     stack_home: Path = Path("runs/stack")
     rollout_workers: int = field(default_factory=default_rollout_workers)
@@ -113,16 +112,11 @@ class DemoReport:
 
 
 def warm_start(task: str, model: Path | None, seed: int,
-               on_warning: Callable[[str], None] = lambda s: None, *,
-               train: bool = False) -> Path:
-    """The starting checkpoint: `model` if given; else the shipped warm start of the task and
-    seed (`paretopo.testbed.shipped`) unless `train`; else `runs/warm/<task>` (trained if
-    absent or trained on another version of the task's items)."""
+               on_warning: Callable[[str], None] = lambda s: None) -> Path:
+    """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent or
+    trained on another version of the task's items)."""
     from paretopo.testbed.sft import trained_on_current_items
-    from paretopo.testbed.shipped import shipped_warm_start
 
-    if model is None and not train and (shipped := shipped_warm_start(task, seed)) is not None:
-        return shipped
     path = model or Path("runs/warm") / (task if seed == 0 else f"{task}-seed{seed}")
     if (path / "model.safetensors").is_file():
         if model is not None or trained_on_current_items(path, task):
@@ -282,8 +276,7 @@ def run_demo(
     caller stops it, or keeps it up for the page)."""
     started = time.monotonic()
     on_phase("warm start")
-    model = warm_start(opts.task, opts.model, opts.seed, on_warning,
-                       train=opts.train_warm_start)
+    model = warm_start(opts.task, opts.model, opts.seed, on_warning)
     on_phase("starting the services")
     stack_state, stack = _ensure_stack(opts)
     try:

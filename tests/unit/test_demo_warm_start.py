@@ -1,5 +1,4 @@
-"""Which warm start the demo starts from: the shipped one of its task and seed, else one made
-here (never one that learnt from another version of the task's items)."""
+"""The demo never reuses a warm start that learnt from another version of the task's items."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from paretopo.app import demo
-from paretopo.testbed import sft, shipped
+from paretopo.testbed import sft
 from paretopo.testbed.tasks import items_version
 
 
@@ -44,7 +43,7 @@ def trainings(monkeypatch, tmp_path):
 def test_a_stale_default_warm_start_is_trained_again(tmp_path, trainings):
     _checkpoint(tmp_path / "runs/warm/calc", items_version("calc") + 1)
     warnings: list[str] = []
-    path = demo.warm_start("calc", None, 0, warnings.append, train=True)
+    path = demo.warm_start("calc", None, 0, warnings.append)
     assert trainings == [path] and "another version of the calc items" in warnings[0]
 
 
@@ -66,17 +65,5 @@ def test_the_demo_trains_its_warm_start_on_every_core(monkeypatch, tmp_path):
     configs: list = []
     monkeypatch.setattr(sft, "train_sft", configs.append)
     monkeypatch.setattr(demo, "torch_threads", lambda processes: 7 * processes)
-    demo.warm_start("calc", None, 0, train=True)
+    demo.warm_start("calc", None, 0)
     assert [c.threads for c in configs] == [7]
-
-
-def test_the_shipped_warm_start_is_the_default(tmp_path, trainings):
-    assert demo.warm_start("calc", None, 0) == shipped.shipped_path("calc", 0)
-    assert trainings == []
-
-
-def test_a_shipped_warm_start_of_other_items_is_not_used(monkeypatch, tmp_path, trainings):
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
-    _checkpoint(tmp_path / "shipped/calc-seed0", items_version("calc") + 1)
-    assert demo.warm_start("calc", None, 0) == Path("runs/warm/calc")
-    assert trainings == [Path("runs/warm/calc")]

@@ -40,8 +40,8 @@ def test_shipped_configs_parse():
         assert path.stem.endswith(str(cfg.task))
         # a step budget, not a clock: the same warm start whatever the machine's load
         assert cfg.optim.max_minutes is None and cfg.threads == 1
-        # The demo starts from a shipped warm start; one made here (another seed,
-        # --train-warm-start) took ~4.5 minutes on every core of the 2-core VM of 2026-12-02.
+        # 4,260 calc steps: ~4.5 minutes on every core of the 2-core VM of 2026-12-02, so the
+        # demo (warm start + RL) fits its 10 minutes there.
         assert cfg.optim.max_steps <= 5000
         assert cfg.restarts <= 1  # a restart is one more whole run in the demo's budget
 
