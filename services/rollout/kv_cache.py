@@ -2,7 +2,7 @@
 
 transformers' `DynamicLayer` concatenates every new position onto its keys and values, so each
 decode step copies the whole cache of every layer: on the testbed policy at 64 rows that copy
-was a sixth of a decode step (`BENCHMARKS.md`, "Rollout"). `PreallocatedLayer` writes each
+was a sixth of a decode step (`BENCHMARKS.md`, "Rollout"). `InPlaceLayer` writes each
 position in place into buffers with room to spare, and `keys` and `values` are views of the
 filled part, which is what the model's attention reads. The room grows by doubling up to the
 positions the decode loop can add, so a batch whose rows stop early never holds memory for
@@ -16,7 +16,7 @@ from transformers import DynamicCache, PretrainedConfig
 from transformers.cache_utils import DynamicLayer
 
 
-class PreallocatedLayer(DynamicLayer):
+class InPlaceLayer(DynamicLayer):
     """A `DynamicLayer` for at most `extra_positions` after the first update's positions,
     written in place; room is taken `chunk` positions at first, then by doubling."""
 
@@ -82,11 +82,11 @@ def _empty_like(states: torch.Tensor, positions: int) -> torch.Tensor:
     return states.new_empty((batch, heads, positions, dim))
 
 
-def preallocated_cache(config: PretrainedConfig, extra_positions: int,
+def in_place_cache(config: PretrainedConfig, extra_positions: int,
                        chunk: int = 64) -> DynamicCache:
-    """A `DynamicCache` for `config` whose full-attention layers are `PreallocatedLayer`s
+    """A `DynamicCache` for `config` whose full-attention layers are `InPlaceLayer`s
     (sliding-window layers, which drop positions, keep transformers' own)."""
     cache = DynamicCache(config=config)
-    cache.layers = [PreallocatedLayer(extra_positions, chunk) if type(layer) is DynamicLayer
+    cache.layers = [InPlaceLayer(extra_positions, chunk) if type(layer) is DynamicLayer
                     else layer for layer in cache.layers]
     return cache

@@ -29,7 +29,7 @@ from paretopo.hf_policy import cache_kwarg, load_policy
 from paretopo.jobs import SamplingParams
 from services.rollout.batching import BatchScheduler, GenerateRequest
 from services.rollout.engine import Finish, Generation, check_prompt_lengths
-from services.rollout.kv_cache import preallocated_cache
+from services.rollout.kv_cache import in_place_cache
 from services.rollout.sampling import RowStreams, derive_seed, sample_next
 from services.rollout.settings import EngineSettings
 from services.rollout.stopping import StopStrings, tails_with_stop
@@ -138,7 +138,7 @@ def _decode(engine: TorchEngine, rows: list[tuple[GenerateRequest, Sequence[int]
     finish: list[Finish | None] = [None] * len(rows)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     kwarg = cache_kwarg(type(model))
-    cache = preallocated_cache(model.config, max(limits))
+    cache = in_place_cache(model.config, max(limits))
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                    logits_to_keep=1, **{kwarg: cache}).logits[:, -1]
     if cache.get_seq_length() != ids.shape[1]:

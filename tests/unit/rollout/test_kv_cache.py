@@ -1,4 +1,4 @@
-"""The preallocated KV cache: the same keys and values as transformers' own, written in place."""
+"""The in-place KV cache: the same keys and values as transformers' own, written in place."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache, Qwen2Config
 
-from services.rollout.kv_cache import PreallocatedLayer, preallocated_cache
+from services.rollout.kv_cache import InPlaceLayer, in_place_cache
 
 CONFIG = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                      num_attention_heads=4, num_key_value_heads=2, vocab_size=50)
@@ -28,9 +28,9 @@ def fill(cache, steps: int, batch: int = 3) -> None:
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])  # room grown at every step, now and then, never
 def test_it_holds_what_the_dynamic_cache_holds(chunk):
-    ours = preallocated_cache(CONFIG, extra_positions=4, chunk=chunk)
+    ours = in_place_cache(CONFIG, extra_positions=4, chunk=chunk)
     theirs = DynamicCache(config=CONFIG)
-    assert all(isinstance(layer, PreallocatedLayer) for layer in ours.layers)
+    assert all(isinstance(layer, InPlaceLayer) for layer in ours.layers)
     fill(ours, 4)
     fill(theirs, 4)
     assert ours.get_seq_length() == theirs.get_seq_length() == 9
@@ -39,7 +39,7 @@ def test_it_holds_what_the_dynamic_cache_holds(chunk):
 
 
 def test_selecting_rows_keeps_their_positions_and_room():
-    ours = preallocated_cache(CONFIG, extra_positions=4, chunk=1)
+    ours = in_place_cache(CONFIG, extra_positions=4, chunk=1)
     theirs = DynamicCache(config=CONFIG)
     fill(ours, 2)
     fill(theirs, 2)
@@ -56,14 +56,14 @@ def test_selecting_rows_keeps_their_positions_and_room():
 
 
 def test_more_positions_than_reserved_is_a_clear_error():
-    cache = preallocated_cache(CONFIG, extra_positions=1)
+    cache = in_place_cache(CONFIG, extra_positions=1)
     fill(cache, 1)
     with pytest.raises(RuntimeError, match="holds at most 6 positions and was asked for 7"):
         cache.update(*states(3, 1, 0), 0)
 
 
 def test_room_grows_with_use_not_with_the_limit():
-    cache = preallocated_cache(CONFIG, extra_positions=10_000, chunk=4)
+    cache = in_place_cache(CONFIG, extra_positions=10_000, chunk=4)
     fill(cache, 0)
     layer = cache.layers[0]
     assert layer._key_buf.shape[-2] == 5 + 4  # the prompt and one chunk, not 10,005
@@ -75,7 +75,7 @@ def test_room_grows_with_use_not_with_the_limit():
 
 
 def test_crop_and_reset():
-    cache = preallocated_cache(CONFIG, extra_positions=4)
+    cache = in_place_cache(CONFIG, extra_positions=4)
     fill(cache, 3)
     cache.crop(-2)
     assert cache.get_seq_length() == 6
