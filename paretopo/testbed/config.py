@@ -9,12 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paretopo.testbed.calc import CalcDifficulty
 from paretopo.testbed.demos import DEFAULT_MIX, Strategy
+from paretopo.testbed.kbqa import KbqaDifficulty
 from paretopo.testbed.model import ModelConfig
 from paretopo.testbed.prompts import TaskName
 from paretopo.testbed.tools import SEARCH_TOP_K
+
+#: The difficulties the copy probe measures: those whose items need a call.
+PROBED_DIFFICULTIES: dict[TaskName, frozenset[str]] = {
+    TaskName.CALC: frozenset({CalcDifficulty.HARD, CalcDifficulty.MULTISTEP}),
+    TaskName.KBQA: frozenset({KbqaDifficulty.ONE_HOP, KbqaDifficulty.TWO_HOP_PARTIAL,
+                              KbqaDifficulty.TWO_HOP}),
+}
 
 
 class DemoConfig(BaseModel):
@@ -81,13 +90,26 @@ class SftConfig(BaseModel):
         "run of `optim.max_steps`: the budget stays a step count, at most (1 + restarts) runs.")
     copy_loss_max: float = Field(
         0.1, gt=0, description="The copy probe passes when, on some difficulty that needs a "
-        "call, the teacher-forced loss of ideal demonstrations of held-out items is at most "
-        "this (docs/testbed.md, 'Warm-start seeds').")
+        "call (on each of `copy_probe_on`, when set), the teacher-forced loss of ideal "
+        "demonstrations of held-out items is at most this (docs/testbed.md, 'Warm-start "
+        "seeds').")
+    copy_probe_on: list[str] = Field(
+        default_factory=list, description="The tool-needing difficulties whose probe loss "
+        "decides: each must be at most `copy_loss_max`. Empty: any one of them decides.")
     threads: int = Field(1, ge=1, description="torch intra-op threads (1: the processes of a "
                          "small machine each keep a core instead of fighting over both).")
     demos: DemoConfig = Field(default_factory=DemoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+
+    @model_validator(mode="after")
+    def _probe_difficulties_exist(self) -> SftConfig:
+        needs_a_call = PROBED_DIFFICULTIES[self.task]
+        unknown = [d for d in self.copy_probe_on if d not in needs_a_call]
+        if unknown:
+            raise ValueError(f"copy_probe_on: {unknown} are not difficulties of {self.task} "
+                             f"that need a call; choose from {sorted(needs_a_call)}")
+        return self
 
     @property
     def checkpoint_dir(self) -> Path:
