@@ -130,8 +130,9 @@ def warm_start(task: str, model: Path | None, seed: int,
     from paretopo.testbed.sft import train_sft
 
     cfg = load_sft_config(CONFIGS / "testbed" / f"sft_{task}.yaml")
-    # The config's one thread: on the VM of 2026-12-02 two threads gave another warm start
-    # (probe 0.054 against 0.020) from which RL gained +0.014 instead of +0.12-0.14.
+    # The config's `threads: auto`: every core only where they give the one-thread weights.
+    # On the VM of 2026-12-02 two threads gave another warm start (probe 0.054 against
+    # 0.020) from which RL gained +0.014 instead of +0.12-0.14.
     train_sft(cfg.model_copy(update={"out_dir": path, "seed": seed}))
     return path
 

@@ -7,6 +7,7 @@ line flags override single fields.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -96,8 +97,11 @@ class SftConfig(BaseModel):
     copy_probe_on: list[str] = Field(
         default_factory=list, description="The tool-needing difficulties whose probe loss "
         "decides: each must be at most `copy_loss_max`. Empty: any one of them decides.")
-    threads: int = Field(1, ge=1, description="torch intra-op threads (1: the processes of a "
-                         "small machine each keep a core instead of fighting over both).")
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="torch intra-op threads (1: the processes of a small machine each keep "
+        "a core instead of fighting over both). 'auto': every core of this process when a "
+        "short check finds that they give the one-thread weights bit for bit and run faster "
+        "(`sft.pick_threads`), else 1; so the warm start is the one-thread one either way.")
     demos: DemoConfig = Field(default_factory=DemoConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

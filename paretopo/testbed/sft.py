@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -390,6 +391,50 @@ def _train_once(cfg: SftConfig, data: _Data, attempt: int, deadline: float,
     return model, losses
 
 
+#: Steps each thread count runs in `pick_threads` (about 10 s in all on these VMs).
+THREAD_CHECK_STEPS = 40
+#: How much faster the check's run on every core must be to be chosen.
+THREAD_CHECK_SPEEDUP = 1.15
+
+
+@dataclass
+class ThreadCheck:
+    """What `pick_threads` measured: the threads tried, whether they gave the one-thread
+    weights bit for bit, and each run's seconds."""
+
+    threads: int
+    same_weights: bool
+    seconds: dict[int, float]
+
+    @property
+    def chosen(self) -> int:
+        fast = self.seconds[self.threads] * THREAD_CHECK_SPEEDUP <= self.seconds[1]
+        return self.threads if self.same_weights and fast else 1
+
+
+def pick_threads(cfg: SftConfig, data: _Data) -> ThreadCheck | None:
+    """For ``threads: auto``: train the first `THREAD_CHECK_STEPS` steps with one thread and
+    with every core of this process, from the same initialisation, and keep the cores only
+    if the weights agree bit for bit and the run was faster. On some CPUs more threads give
+    other weights, hence another warm start (on the VM of 2026-12-02: RL +0.014 instead of
+    +0.12), and on a busy machine they are slower; both cases keep one thread. None when
+    `cfg.threads` is a number or there is one core."""
+    cores = len(os.sched_getaffinity(0))
+    if cfg.threads != "auto" or cores == 1:
+        return None
+    short = cfg.model_copy(update={"optim": cfg.optim.model_copy(
+        update={"max_steps": THREAD_CHECK_STEPS, "max_minutes": None})})
+    weights, seconds = {}, {}
+    for threads in (1, cores):
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        model, _ = _train_once(short, data, 0, math.inf, progress=False)
+        seconds[threads] = round(time.perf_counter() - start, 3)
+        weights[threads] = model.state_dict()
+    same = all(torch.equal(weights[1][k], weights[cores][k]) for k in weights[1])
+    return ThreadCheck(cores, same, seconds)
+
+
 def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     """Run one warm start and save the checkpoint (HF format) to `cfg.checkpoint_dir`.
 
@@ -397,8 +442,16 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
     `cfg.restarts` times; the first that copies is kept (else the one nearest to copying).
     """
     start = time.monotonic()
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(1 if cfg.threads == "auto" else cfg.threads)
     data = _prepare(cfg)
+    check = pick_threads(cfg, data)
+    threads = check.chosen if check else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    if check:
+        log.info("sft threads: %d (%d threads %s the one-thread weights in %d steps; "
+                 "seconds %s)", threads, check.threads,
+                 "gave" if check.same_weights else "did not give", THREAD_CHECK_STEPS,
+                 check.seconds)
     deadline = start + 60 * (cfg.optim.max_minutes or math.inf)
     kept: tuple[PreTrainedModel, list[float], CopyProbe, int] | None = None
     attempts: list[dict] = []
@@ -445,6 +498,8 @@ def train_sft(cfg: SftConfig, *, progress: bool = True) -> SftResult:
         # "Warm-start seeds"): say which ones made these.
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        "thread_check": asdict(check) if check else None,
     }
     (result.checkpoint / SFT_RECORD).write_text(json.dumps(meta, indent=2))
     return result

@@ -4,6 +4,7 @@ shipped testbed config parses."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from paretopo.testbed.config import SftConfig, load_sft_config
 from paretopo.testbed.model import ModelConfig, build_model
 from paretopo.testbed.sft import (
     INIT_SEED_STRIDE,
+    ThreadCheck,
     build_demos,
     collate,
     curriculum,
@@ -39,7 +41,7 @@ def test_shipped_configs_parse():
         cfg = load_sft_config(path)
         assert path.stem.endswith(str(cfg.task))
         # a step budget, not a clock: the same warm start whatever the machine's load
-        assert cfg.optim.max_minutes is None and cfg.threads == 1
+        assert cfg.optim.max_minutes is None and cfg.threads in (1, "auto")
         # 4,260 calc steps: ~4.5 minutes on every core of the 2-core VM of 2026-12-02, so the
         # demo (warm start + RL) fits its 10 minutes there.
         assert cfg.optim.max_steps <= 5000
@@ -217,3 +219,45 @@ def test_a_warm_start_is_a_function_of_its_seed(tmp_path):
     assert first.keys() == again.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def _tiny(tmp_path, out: str, threads) -> SftConfig:
+    return SftConfig(task="calc", seed=0, out_dir=tmp_path / out, restarts=0, threads=threads,
+                     demos={"n_demos": 64, "n_items": 64},
+                     optim={"batch_size": 4, "max_steps": 12, "warmup_steps": 2},
+                     model={"hidden_size": 32, "intermediate_size": 64,
+                            "num_hidden_layers": 1, "num_attention_heads": 2,
+                            "num_key_value_heads": 1})
+
+
+def test_more_threads_only_when_they_give_the_same_weights_faster():
+    same_fast = ThreadCheck(2, True, {1: 10.0, 2: 7.0})
+    assert same_fast.chosen == 2
+    assert ThreadCheck(2, False, {1: 10.0, 2: 7.0}).chosen == 1  # other weights
+    assert ThreadCheck(2, True, {1: 10.0, 2: 9.5}).chosen == 1  # a busy machine
+
+
+def test_auto_threads_keep_the_one_thread_warm_start(tmp_path, monkeypatch):
+    """Whatever the check picks on this machine, the warm start is the one-thread one."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr("paretopo.testbed.sft.THREAD_CHECK_STEPS", 6)
+    train_sft(_tiny(tmp_path, "one", 1), progress=False)
+    train_sft(_tiny(tmp_path, "auto", "auto"), progress=False)
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    auto = load_file(tmp_path / "auto" / "model.safetensors")
+    meta = json.loads((tmp_path / "auto" / "testbed_sft.json").read_text())
+    check = meta["thread_check"]
+    if len(os.sched_getaffinity(0)) > 1:
+        assert set(check["seconds"]) == {"1", str(check["threads"])}
+        assert meta["threads"] in (1, check["threads"])
+        assert meta["threads"] == 1 or check["same_weights"]
+    if meta["threads"] == 1 or check["same_weights"]:
+        assert all(torch.equal(one[k], auto[k]) for k in one)
+
+
+def test_auto_is_the_only_word_threads_take():
+    with pytest.raises(ValueError, match="threads"):
+        SftConfig(threads="all")
+    with pytest.raises(ValueError, match="threads"):
+        SftConfig(threads=0)
