@@ -36,8 +36,9 @@ def sft(
     restarts: Annotated[int | None, typer.Option(
         "--restarts", min=0, help="Runs from another init when the copy probe fails.")] = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="torch threads (default: the config's, 1). The weights do not "
-        "depend on it; more than one only helps while nothing else computes.")] = None,
+        "--threads", min=1, help="torch threads (default: the config's; calc's 'auto' keeps "
+        "every core only where a short check gives the one-thread weights bit for bit, "
+        "faster). On some CPUs more threads give other weights.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and exit.")] = False,
 ) -> None:
     """Warm-start (SFT) the testbed policy on CPU and save a Hugging Face checkpoint."""

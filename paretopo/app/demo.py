@@ -114,26 +114,25 @@ class DemoReport:
 def warm_start(task: str, model: Path | None, seed: int,
                on_warning: Callable[[str], None] = lambda s: None) -> Path:
     """The starting checkpoint: `model` if given, else `runs/warm/<task>` (trained if absent or
-    trained on another version of the task's items)."""
-    from paretopo.testbed.sft import trained_on_current_items
+    made by another recipe, or from another version of the task's items)."""
+    from paretopo.testbed.config import load_sft_config
+    from paretopo.testbed.sft import made_by_recipe, train_sft
 
     path = model or Path("runs/warm") / (task if seed == 0 else f"{task}-seed{seed}")
-    if (path / "model.safetensors").is_file():
-        if model is not None or trained_on_current_items(path, task):
-            return path
-        on_warning(f"{path} was trained on another version of the {task} items: "
-                   "training the warm start again")
-    elif model is not None:
-        raise FileNotFoundError(f"no checkpoint in {model} (expected model.safetensors); "
-                                f"make one with `paretopo sft --task {task} --out {model}`")
-    from paretopo.testbed.config import load_sft_config
-    from paretopo.testbed.sft import train_sft
-
-    cfg = load_sft_config(CONFIGS / "testbed" / f"sft_{task}.yaml")
     # The config's `threads: auto`: every core only where they give the one-thread weights.
     # On the VM of 2026-12-02 two threads gave another warm start (probe 0.054 against
     # 0.020) from which RL gained +0.014 instead of +0.12-0.14.
-    train_sft(cfg.model_copy(update={"out_dir": path, "seed": seed}))
+    cfg = load_sft_config(CONFIGS / "testbed" / f"sft_{task}.yaml").model_copy(
+        update={"out_dir": path, "seed": seed})
+    if (path / "model.safetensors").is_file():
+        if model is not None or made_by_recipe(path, cfg):
+            return path
+        on_warning(f"{path} was made by another warm-start recipe or from another version "
+                   f"of the {task} items: training the warm start again")
+    elif model is not None:
+        raise FileNotFoundError(f"no checkpoint in {model} (expected model.safetensors); "
+                                f"make one with `paretopo sft --task {task} --out {model}`")
+    train_sft(cfg)
     return path
 
 

@@ -34,7 +34,7 @@ ANSWER_DIGITS = 5
 
 #: The generation of the items a seed gives and of their warm-start demonstrations; raised
 #: whenever either changes, so that a warm start trained on other data is not reused silently
-#: (`paretopo.testbed.sft.trained_on_current_items`). 2: a multistep item's ideal program
+#: (`paretopo.testbed.sft.made_by_recipe`). 2: a multistep item's ideal program
 #: copies the question at one offset (`demos._one_program`).
 ITEMS_VERSION = 2
 

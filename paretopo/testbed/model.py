@@ -25,6 +25,9 @@ class ModelConfig(BaseModel):
     num_key_value_heads: int = Field(2, ge=1, description="Key/value heads (grouped query).")
     max_position_embeddings: int = Field(1024, ge=64, description="Longest context, in tokens.")
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency.")
+    tie_word_embeddings: bool = Field(
+        True, description="Share the input embeddings with the output layer (as the small "
+        "Qwen2.5 models do).")
 
 
 #: The smallest policy (about 10 k parameters): tests and smoke runs that need a real model
@@ -47,7 +50,7 @@ def build_model(
         num_key_value_heads=cfg.num_key_value_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         rope_theta=cfg.rope_theta,
-        tie_word_embeddings=True,  # as the small Qwen2.5 models do
+        tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

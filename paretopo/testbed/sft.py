@@ -100,13 +100,32 @@ class SftResult:
 SFT_RECORD = "testbed_sft.json"
 
 
-def trained_on_current_items(checkpoint: Path, task: TaskName | str) -> bool:
-    """Whether the warm start in `checkpoint` learnt from the items `task` generates today
-    (a record without a version predates `items_version`: version 1)."""
+#: Fields of an `SftConfig` that do not change the weights it makes: where they are saved,
+#: and the threads (`threads: auto` keeps every core only where they give the one-thread
+#: weights bit for bit).
+NOT_RECIPE = frozenset({"out_dir", "threads"})
+
+
+def recipe(cfg: SftConfig) -> dict:
+    """What the weights of a warm start are a function of (with the machine's numerics)."""
+    return cfg.model_dump(mode="json", exclude=set(NOT_RECIPE))
+
+
+def made_by_recipe(checkpoint: Path, cfg: SftConfig) -> bool:
+    """Whether the warm start in `checkpoint` was made by `cfg`'s recipe from the items its
+    task generates today (a record without a version predates `items_version`: version 1).
+    A record from before a recipe field existed reads that field's default."""
     record = checkpoint / SFT_RECORD
     if not record.is_file():
         return False
-    return json.loads(record.read_text()).get("items_version", 1) == items_version(task)
+    meta = json.loads(record.read_text())
+    if meta.get("items_version", 1) != items_version(cfg.task):
+        return False
+    try:
+        made_by = SftConfig.model_validate(meta.get("config"))
+    except ValueError:  # no config, or one with fields this code no longer has
+        return False
+    return recipe(made_by) == recipe(cfg)
 
 
 def task_items(cfg: SftConfig, split: Split = Split.TRAIN) -> tuple[list, Callable]:

@@ -39,9 +39,12 @@ def test_judged_difficulties_decide_alone():
                          ("hard", "multistep")).copies
 
 
-def test_shipped_calc_recipe_judges_hard_items():
+def test_shipped_calc_recipe_passes_a_warm_start_that_copies_one_difficulty():
+    """With the embeddings apart, seed 0's first run missed one digit position on hard items
+    and copied multistep ones; RL gained +0.218 from it (docs/testbed.md)."""
     cfg = load_sft_config(CALC_RECIPE)
-    assert cfg.copy_probe_on == ["hard"]
+    assert cfg.copy_probe_on == [] and not cfg.model.tie_word_embeddings
+    assert CopyProbe({"hard": 0.0826, "multistep": 0.0127}, cfg.copy_loss_max).copies
 
 
 def test_judging_a_difficulty_without_calls_is_refused():
@@ -64,3 +67,21 @@ def test_an_untrained_policy_does_not_copy(task, levels):
     assert all(loss > 1.0 for loss in probe.loss_by_difficulty.values())
     assert not probe.copies
     assert model.training  # left as it was found
+
+
+def test_shipped_calc_recipe_keeps_the_output_layer_apart(tmp_path):
+    """With shared embeddings some initialisations collapse "+" and "-" into one and copy
+    every operator as a coin flip (docs/testbed.md, "Why some seeds copy weakly")."""
+    from paretopo.hf_policy import load_policy, save_policy
+
+    cfg = load_sft_config(CALC_RECIPE)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, cfg.model.model_copy(update={"hidden_size": 32,
+                        "intermediate_size": 64, "num_hidden_layers": 1}), seed=0)
+    assert not cfg.model.tie_word_embeddings and not model.config.tie_word_embeddings
+    head, embeddings = model.get_output_embeddings().weight, model.get_input_embeddings().weight
+    assert head.data_ptr() != embeddings.data_ptr() and not head.equal(embeddings)
+    save_policy(model, tokenizer, tmp_path)
+    loaded, _ = load_policy(tmp_path)
+    assert loaded.get_output_embeddings().weight.equal(head)
+    assert loaded.get_input_embeddings().weight.equal(embeddings)

@@ -23,11 +23,11 @@ from paretopo.testbed.sft import (
     encode_demo,
     init_seed,
     is_ideal,
+    made_by_recipe,
     masked_lm_loss,
     shared_prefix_length,
     suffix_logits,
     train_sft,
-    trained_on_current_items,
 )
 from paretopo.testbed.tasks import items_version
 from paretopo.testbed.tokenizer import build_tokenizer
@@ -91,7 +91,9 @@ def test_short_sft_lowers_the_loss(task, tmp_path):
     assert meta["steps"] == 40 and meta["config"]["task"] == task
     assert meta["items_version"] == items_version(task)
     assert meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert trained_on_current_items(tmp_path / "ckpt", task)
+    assert made_by_recipe(tmp_path / "ckpt", cfg)
+    assert made_by_recipe(tmp_path / "ckpt", cfg.model_copy(update={"threads": 2}))
+    assert not made_by_recipe(tmp_path / "ckpt", cfg.model_copy(update={"seed": 1}))
     model, tokenizer = load_policy(tmp_path / "ckpt")
     assert model.config.hidden_size == 64
     assert tokenizer.convert_tokens_to_ids("</answer>") != tokenizer.unk_token_id
