@@ -5,10 +5,10 @@ This is the guard issue 17 asks for: an end-to-end run through every service tha
 the loop stops learning. It makes its own warm start from scratch, as a newcomer's first run
 does (4,260 steps), then trains with the shipped budget (a step budget, so the outcome does
 not depend on how busy the machine is; seeded, so it is the same on every run of one
-machine). From that warm start the demo gained +0.116 and +0.140 when measured (2026-12-02;
-`BENCHMARKS.md`, "The demo learns"); the test asks for less than half of that, a margin for
-the numerics of another CPU, not a tuned threshold.
-It takes about 7 minutes on two quiet cores of the 2026-12-02 VM.
+machine). From its warm start the demo gained +0.214 on a fresh clone (2026-12-03, AMD
+EPYC VM) and +0.218 to +0.258 over seeds 0-2 (`BENCHMARKS.md`, "The demo learns"); the test
+asks for less than a quarter of that, a margin for the numerics of another CPU, not a tuned
+threshold. It takes 10-12 minutes on two quiet cores of the 2026-12-03 VM.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def trainings(monkeypatch, tmp_path):
     """Run the demo's warm start in `tmp_path`, recording the SFT runs it would start."""
     monkeypatch.chdir(tmp_path)
     runs: list = []
-    monkeypatch.setattr(sft, "train_sft", lambda cfg: runs.append(cfg.out_dir))  # its path
+    monkeypatch.setattr(sft, "train_sft", lambda cfg: runs.append(cfg.out_dir))
     return runs
 
 
