@@ -42,8 +42,8 @@ def test_shipped_configs_parse():
         assert path.stem.endswith(str(cfg.task))
         # a step budget, not a clock: the same warm start whatever the machine's load
         assert cfg.optim.max_minutes is None and cfg.threads in (1, "auto")
-        # 3,000 calc steps: the demo (warm start + RL) fits its 10 minutes on the 2-core VMs
-        # of 2026-12-02/03; a budget much larger would not.
+        # 3,000 calc steps: the demo (warm start + RL) took 9.5 minutes on the 2-core VM of
+        # 2026-12-03, where 4,260 steps took 10.1-11.4; a budget much larger would not fit.
         assert cfg.optim.max_steps <= 5000
         assert cfg.restarts <= 1  # a restart is one more whole run in the demo's budget
 
