@@ -1,6 +1,7 @@
 """Executor benchmark: the warm sandboxed pool over real gRPC against a fresh `python -c`.
 
-    .venv/bin/python benchmarks/bench_executor.py [--workers 4] [--calls 200] [--out FILE]
+    .venv/bin/python benchmarks/bench_executor.py [--workers 4] [--calls 200] [--rounds 8]
+        [--out FILE]
 
 Starts `python -m services.tools.executor` as a child process (bwrap sandbox when it works
 here; the mechanism is printed) and measures, for `print(1+1)` and for a pure-Python loop
@@ -12,12 +13,16 @@ calibrated to ~50 ms on this machine:
 
 The baseline starts a fresh interpreter per call (`sys.executable -c CODE` as a subprocess),
 sequentially and with as many in flight as the executor has workers. Ratios are within one run.
+The sequential `print(1+1)` ratio is also measured interleaved (`--rounds` alternating blocks
+of both, one ratio per round, the median and range reported), since a ratio of two blocks run
+at different moments moves with the machine's speed at those moments.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,7 +127,8 @@ def wait_serving(target: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def measure(target: str, workers: int, calls: int, loop_code: str) -> list[dict]:
+async def measure(target: str, workers: int, calls: int, loop_code: str,
+                  rounds: int) -> list[dict]:
     rows: list[dict] = []
     heavy = max(10, calls // 10)
     async with ExecutorClient(target) as client:
@@ -152,12 +158,49 @@ async def measure(target: str, workers: int, calls: int, loop_code: str) -> list
                     time.perf_counter() - start, None)
             rows.append(r)
             print(r, flush=True)
+        if rounds:
+            paired = await interleaved(client, rounds, max(50, calls // 4))
+            for r in paired:
+                print({k: round(v, 2) for k, v in r.items()}, flush=True)
+            rows.append({"case": "interleaved", "summary": interleaved_summary(paired)})
     return rows
+
+
+async def interleaved(client: ExecutorClient, rounds: int, calls: int) -> list[dict]:
+    """Sequential `print(1+1)`: the executor and a fresh interpreter in alternating blocks
+    (`calls` executor calls, then `calls // 10` fresh ones, or the other way round), one
+    ratio per round. The machines this runs on change speed by a fifth within a minute, so
+    a ratio of two blocks measured at different moments says as much about the moment as
+    about the executor; a ratio within one round does not."""
+    call, fresh = executor_call(client, TRIVIAL), fresh_interpreter(TRIVIAL)
+    n_fresh = max(5, calls // 10)
+    out = []
+    for i in range(rounds):
+        blocks = [("executor", calls, call), ("fresh", n_fresh, fresh)]
+        rates = {}
+        for name, n, fn in blocks if i % 2 == 0 else blocks[::-1]:
+            start = time.perf_counter()
+            for _ in range(n):
+                await fn()
+            rates[name] = n / (time.perf_counter() - start)
+        out.append(rates | {"ratio": rates["executor"] / rates["fresh"]})
+    return out
+
+
+def interleaved_summary(rounds: list[dict]) -> str:
+    ratios_ = sorted(r["ratio"] for r in rounds)
+    median = statistics.median(ratios_)
+    execs = sorted(r["executor"] for r in rounds)
+    fresh = sorted(r["fresh"] for r in rounds)
+    return (f"print(1+1) sequential, interleaved over {len(rounds)} rounds: median "
+            f"{median:.1f}x fresh interpreter (rounds {ratios_[0]:.1f}-{ratios_[-1]:.1f}x; "
+            f"executor {execs[0]:.0f}-{execs[-1]:.0f} calls/s, fresh "
+            f"{fresh[0]:.1f}-{fresh[-1]:.1f} calls/s)")
 
 
 def ratios(rows: list[dict]) -> list[str]:
     by = {r["case"]: r for r in rows}
-    out = []
+    out = [r["summary"] for r in rows if "summary" in r]
     for label in ("print(1+1)", "50 ms loop"):
         seq = by[f"{label} | executor sequential"]["per_s"]
         fresh = by[f"{label} | fresh python -c sequential"]["per_s"]
@@ -173,6 +216,8 @@ def ratios(rows: list[dict]) -> list[str]:
 def table(rows: list[dict]) -> str:
     lines = ["| case | n | calls/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
     for r in rows:
+        if "summary" in r:
+            continue
         p50 = f"{r['p50_ms']:.1f}" if "p50_ms" in r else "–"
         p99 = f"{r['p99_ms']:.1f}" if "p99_ms" in r else "–"
         lines.append(f"| {r['case']} | {r['n']} | {r['per_s']:.1f} | {p50} | {p99} |")
@@ -183,6 +228,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--calls", type=int, default=200, help="sequential print(1+1) calls")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of the interleaved "
+                        "sequential comparison (0: skip it)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     loop_code = calibrate_loop()
@@ -195,7 +242,8 @@ def main() -> None:
         try:
             target = f"127.0.0.1:{port}"
             server.wait_until(lambda: wait_serving(target), timeout=120)
-            rows = asyncio.run(measure(target, args.workers, args.calls, loop_code))
+            rows = asyncio.run(measure(target, args.workers, args.calls, loop_code,
+                                      args.rounds))
         finally:
             server.stop()
     text = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in ratios(rows)) + "\n"
