@@ -8,8 +8,8 @@ from functools import partial
 
 import pytest
 
+from paretopo import tasks as task_registry
 from paretopo.core.rewards import tool_efficiency
-from paretopo.tasks import TestbedTask
 from paretopo.testbed import calc, kbqa
 from paretopo.testbed.calc import CalcDifficulty
 from paretopo.testbed.demos import Strategy, calc_demo, kbqa_demo, sample_demos
@@ -25,7 +25,7 @@ from paretopo.testbed.tools import LexicalIndex, format_information, format_outp
 @pytest.fixture(scope="module")
 def graded():
     """r_acc as training computes it: `TestbedTask.grade`, one grader per task."""
-    tasks = {name: TestbedTask(name) for name in ("calc", "kbqa")}
+    tasks = {name: task_registry.TestbedTask(name) for name in ("calc", "kbqa")}
     yield lambda task, answer, item: tasks[task].grade(item, answer)
     for task in tasks.values():
         task.close()
