@@ -128,7 +128,8 @@ def wait_serving(target: str) -> bool:
 
 
 async def measure(target: str, workers: int, calls: int, loop_code: str,
-                  rounds: int) -> list[dict]:
+                  rounds: int) -> tuple[list[dict], list[dict]]:
+    """The table's rows, and the interleaved rounds (none when `rounds` is 0)."""
     rows: list[dict] = []
     heavy = max(10, calls // 10)
     async with ExecutorClient(target) as client:
@@ -158,12 +159,10 @@ async def measure(target: str, workers: int, calls: int, loop_code: str,
                     time.perf_counter() - start, None)
             rows.append(r)
             print(r, flush=True)
-        if rounds:
-            paired = await interleaved(client, rounds, max(50, calls // 4))
-            for r in paired:
-                print({k: round(v, 2) for k, v in r.items()}, flush=True)
-            rows.append({"case": "interleaved", "summary": interleaved_summary(paired)})
-    return rows
+        paired = await interleaved(client, rounds, max(50, calls // 4))
+        for r in paired:
+            print({k: round(v, 2) for k, v in r.items()}, flush=True)
+    return rows, paired
 
 
 async def interleaved(client: ExecutorClient, rounds: int, calls: int) -> list[dict]:
@@ -188,19 +187,16 @@ async def interleaved(client: ExecutorClient, rounds: int, calls: int) -> list[d
 
 
 def interleaved_summary(rounds: list[dict]) -> str:
-    ratios_ = sorted(r["ratio"] for r in rounds)
-    median = statistics.median(ratios_)
-    execs = sorted(r["executor"] for r in rounds)
-    fresh = sorted(r["fresh"] for r in rounds)
+    ratio, execs, fresh = ([r[k] for r in rounds] for k in ("ratio", "executor", "fresh"))
     return (f"print(1+1) sequential, interleaved over {len(rounds)} rounds: median "
-            f"{median:.1f}x fresh interpreter (rounds {ratios_[0]:.1f}-{ratios_[-1]:.1f}x; "
-            f"executor {execs[0]:.0f}-{execs[-1]:.0f} calls/s, fresh "
-            f"{fresh[0]:.1f}-{fresh[-1]:.1f} calls/s)")
+            f"{statistics.median(ratio):.1f}x fresh interpreter (rounds {min(ratio):.1f}-"
+            f"{max(ratio):.1f}x; executor {min(execs):.0f}-{max(execs):.0f} calls/s, fresh "
+            f"{min(fresh):.1f}-{max(fresh):.1f} calls/s)")
 
 
 def ratios(rows: list[dict]) -> list[str]:
     by = {r["case"]: r for r in rows}
-    out = [r["summary"] for r in rows if "summary" in r]
+    out = []
     for label in ("print(1+1)", "50 ms loop"):
         seq = by[f"{label} | executor sequential"]["per_s"]
         fresh = by[f"{label} | fresh python -c sequential"]["per_s"]
@@ -216,8 +212,6 @@ def ratios(rows: list[dict]) -> list[str]:
 def table(rows: list[dict]) -> str:
     lines = ["| case | n | calls/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
     for r in rows:
-        if "summary" in r:
-            continue
         p50 = f"{r['p50_ms']:.1f}" if "p50_ms" in r else "–"
         p99 = f"{r['p99_ms']:.1f}" if "p99_ms" in r else "–"
         lines.append(f"| {r['case']} | {r['n']} | {r['per_s']:.1f} | {p50} | {p99} |")
@@ -242,11 +236,12 @@ def main() -> None:
         try:
             target = f"127.0.0.1:{port}"
             server.wait_until(lambda: wait_serving(target), timeout=120)
-            rows = asyncio.run(measure(target, args.workers, args.calls, loop_code,
-                                      args.rounds))
+            rows, paired = asyncio.run(measure(target, args.workers, args.calls, loop_code,
+                                               args.rounds))
         finally:
             server.stop()
-    text = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in ratios(rows)) + "\n"
+    summary = ([interleaved_summary(paired)] if paired else []) + ratios(rows)
+    text = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in summary) + "\n"
     print(text)
     if args.out:
         args.out.write_text(text)
