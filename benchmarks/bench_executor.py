@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -125,6 +126,23 @@ def wait_serving(target: str) -> bool:
         except grpc.RpcError:
             return False
     return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@contextlib.contextmanager
+def running_executor(workers: int) -> Iterator[str]:
+    """`python -m services.tools.executor` in a child process, serving; yields its target."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ManagedProcess.python_module(
+            "executor", "services.tools.executor", "--port", str(port),
+            "--workers", str(workers), log_path=Path(tmp) / "executor.log",
+            cwd=str(REPO)).start()
+        try:
+            target = f"127.0.0.1:{port}"
+            server.wait_until(lambda: wait_serving(target), timeout=120)
+            yield target
+        finally:
+            server.stop()
 
 
 async def measure(target: str, workers: int, calls: int, loop_code: str,
@@ -227,19 +245,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     loop_code = calibrate_loop()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = ManagedProcess.python_module(
-            "executor", "services.tools.executor", "--port", str(port),
-            "--workers", str(args.workers), log_path=Path(tmp) / "executor.log",
-            cwd=str(REPO)).start()
-        try:
-            target = f"127.0.0.1:{port}"
-            server.wait_until(lambda: wait_serving(target), timeout=120)
-            rows, paired = asyncio.run(measure(target, args.workers, args.calls, loop_code,
-                                               args.rounds))
-        finally:
-            server.stop()
+    with running_executor(args.workers) as target:
+        rows, paired = asyncio.run(measure(target, args.workers, args.calls, loop_code,
+                                           args.rounds))
     summary = ([interleaved_summary(paired)] if paired else []) + ratios(rows)
     text = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in summary) + "\n"
     print(text)
