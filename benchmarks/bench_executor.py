@@ -136,7 +136,7 @@ def running_executor(workers: int) -> Iterator[str]:
         server = ManagedProcess.python_module(
             "executor", "services.tools.executor", "--port", str(port),
             "--workers", str(workers), log_path=Path(tmp) / "executor.log",
-            cwd=str(REPO)).start()
+            cwd=str(REPO), stop_with_parent=True).start()
         try:
             target = f"127.0.0.1:{port}"
             server.wait_until(lambda: wait_serving(target), timeout=120)

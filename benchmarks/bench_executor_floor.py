@@ -138,12 +138,13 @@ async def measure(target: str, rounds: int, calls: int) -> dict[str, list[dict]]
     with tempfile.TemporaryDirectory() as tmp:
         server = ManagedProcess("floor-echo", [sys.executable, __file__, "--serve-echo",
                                                str(port)],
-                                log_path=Path(tmp) / "echo.log", cwd=str(REPO)).start()
+                                log_path=Path(tmp) / "echo.log", cwd=str(REPO),
+                                stop_with_parent=True).start()
         probe = ForkProbe()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel, \
                     ExecutorClient(target) as client:
-                await channel.channel_ready()
+                await asyncio.wait_for(channel.channel_ready(), timeout=60)
                 blocks = block_runners(channel.unary_unary(ECHO_METHOD), client, probe)
                 sizes = {"executor": calls, "transport": calls, "fork": calls,
                          "fresh": max(5, calls // 10)}
