@@ -51,15 +51,15 @@ from paretopo.netutil import free_port
 from paretopo.process import ManagedProcess
 from services.tools.executor.__main__ import ExecutorSettings
 from services.tools.executor.client import ExecutorClient
-from services.tools.executor.sandbox import python_paths
+from services.tools.executor.sandbox import SANDBOX_ENV, python_paths
 
 TICKS = os.sysconf("SC_CLK_TCK")
 ECHO_METHOD = "/floor.Echo/Echo"
 REQUEST = json.dumps({"code": TRIVIAL, "limits": {}}).encode()
 
-# Run by the sandbox's interpreter with -I -S: preload, freeze, then time fork + _exit.
+# Run by the sandbox's interpreter with -I -S: preload, freeze, then fork + _exit on request.
 FORK_PROBE = """
-import gc, json, os, sys, time
+import gc, json, os, sys
 args = json.loads(sys.argv[1])
 sys.path.extend(args["paths"])
 for name in args["preload"]:
@@ -69,14 +69,12 @@ for _ in range(args["warmup"]):
     os.waitpid(os.fork() or os._exit(0), 0)
 print("ready", flush=True)
 for line in sys.stdin:
-    n = int(line)
-    start = time.perf_counter()
-    for _ in range(n):
+    for _ in range(int(line)):
         pid = os.fork()
         if pid == 0:
             os._exit(0)
         os.waitpid(pid, 0)
-    print(time.perf_counter() - start, flush=True)
+    print("done", flush=True)
 """
 
 
@@ -107,16 +105,17 @@ class ForkProbe:
         python, site_dirs = python_paths()
         preload = [m for m in ExecutorSettings().preload.split(",") if m]
         args = json.dumps({"paths": site_dirs, "preload": preload, "warmup": 50})
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([python, "-I", "-S", "-c", FORK_PROBE, args], env=env,
+        self.proc = subprocess.Popen([python, "-I", "-S", "-c", FORK_PROBE, args],
+                                     env=dict(SANDBOX_ENV),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the fork probe did not start")
 
-    def run(self, n: int) -> float:
+    def run(self, n: int) -> None:
+        """`n` forks; returns when the probe says they are done."""
         self.proc.stdin.write(f"{n}\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        self.proc.stdout.readline()
 
     def close(self) -> None:
         self.proc.stdin.close()
